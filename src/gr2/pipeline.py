@@ -1,0 +1,132 @@
+"""The pipeline: stages in order, each skipped when its outputs are complete for the same config.
+
+A stage is a function ``fn(run: RunDir, cfg) -> dict`` (the dict is a short summary stored in the
+manifest) that reads earlier stages' files from the run directory and writes its own. The
+registry below names each stage's config section, the stages it reads from and the files it
+promises; a stage whose config or any upstream stage changed is re-run, and so is everything
+downstream of it.
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from gr2.config import RunConfig, save_config
+from gr2.runs import RunDir
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Stage:
+    name: str
+    """Sub-folder of the run directory and name on the command line."""
+    function: str
+    """``module:function`` run as ``function(run, config_section)``; imported lazily so that
+    ``gr2 --help`` does not import torch."""
+    section: str
+    """Attribute of :class:`RunConfig` passed to the function."""
+    upstream: tuple[str, ...]
+    """Stages whose outputs this one reads."""
+    outputs: tuple[str, ...]
+    """Files (relative to the run directory) that must exist for the stage to count as done."""
+
+    def load(self) -> Callable[[RunDir, Any], dict[str, Any]]:
+        module, _, attr = self.function.partition(":")
+        return getattr(importlib.import_module(module), attr)
+
+
+STAGES: tuple[Stage, ...] = (
+    Stage("data", "gr2.data.stage:run_data", "data", (),
+          ("data/items.parquet", "data/interactions.parquet", "data/stats.json")),
+    Stage("sid", "gr2.sid.stage:run_sid", "sid", ("data",),
+          ("sid/sids.parquet", "sid/report.json")),
+    Stage("candidates", "gr2.prerank.stage:run_candidates", "candidates", ("data",),
+          ("candidates/train.parquet", "candidates/val.parquet", "candidates/test.parquet",
+           "candidates/prerank.json")),
+    Stage("eval", "gr2.eval.stage:run_eval", "eval", ("data", "candidates"),
+          ("eval/results.json", "eval/results.md")),
+)
+STAGE_NAMES = tuple(s.name for s in STAGES)
+
+
+def get_stage(name: str) -> Stage:
+    for stage in STAGES:
+        if stage.name == name:
+            return stage
+    raise KeyError(f"unknown stage {name!r}; stages: {', '.join(STAGE_NAMES)}")
+
+
+def fingerprint(cfg: RunConfig, stage: Stage) -> str:
+    """Hash of the stage's own config and, recursively, of everything upstream of it."""
+    sections: list[str] = []
+
+    def collect(s: Stage) -> None:
+        for up in s.upstream:
+            collect(get_stage(up))
+        if s.section not in sections:
+            sections.append(s.section)
+
+    collect(stage)
+    return cfg.fingerprint(*sections)
+
+
+def run_stage(run: RunDir, cfg: RunConfig, name: str, force: bool = False) -> dict[str, Any] | None:
+    """Run one stage unless it is already complete for this config; returns its summary."""
+    stage = get_stage(name)
+    for up in stage.upstream:
+        if not run.is_complete(up, fingerprint(cfg, get_stage(up))):
+            raise RuntimeError(
+                f"stage {name!r} needs stage {up!r}, which is missing or was made with another "
+                f"config in {run.path}: run `gr2 {up} --run-dir {run.path}` first (or `gr2 run`)"
+            )
+    fp = fingerprint(cfg, stage)
+    if not force and run.is_complete(name, fp):
+        log.info("stage %s: complete, skipped", name)
+        return None
+    log.info("stage %s: running", name)
+    run.mark_running(name, fp)
+    start = time.perf_counter()
+    try:
+        summary = stage.load()(run, getattr(cfg, stage.section)) or {}
+    except BaseException as exc:
+        run.mark_failed(name, f"{type(exc).__name__}: {exc}")
+        raise
+    seconds = time.perf_counter() - start
+    run.mark_done(name, list(stage.outputs), seconds, summary)
+    log.info("stage %s: done in %.1f s", name, seconds)
+    return summary
+
+
+def run_pipeline(
+    out: str | Path,
+    cfg: RunConfig,
+    stages: Sequence[str] | None = None,
+    force: Sequence[str] = (),
+) -> RunDir:
+    """Run the stages in order (all by default) in ``out``; resumes where a previous run stopped.
+
+    ``force`` names stages to redo even when complete. A stage that reads from a stage that ran
+    in this call is redone too, since its inputs were rewritten.
+    """
+    run = RunDir(Path(out))
+    run.path.mkdir(parents=True, exist_ok=True)
+    run.record_config(cfg.to_dict())
+    save_config(cfg, run.path / "config.yaml")
+    wanted = list(stages or STAGE_NAMES)
+    redo = set(force)
+    for name in STAGE_NAMES:
+        if name not in wanted:
+            continue
+        stage = get_stage(name)
+        if redo & set(stage.upstream):
+            redo.add(name)
+        if run_stage(run, cfg, name, force=name in redo) is not None:
+            redo.add(name)  # everything downstream of a stage that ran is rebuilt on its outputs
+    return run

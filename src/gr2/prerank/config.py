@@ -1,0 +1,36 @@
+"""Configuration of the candidates stage (no heavy imports: read by :mod:`gr2.config`)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass
+class CandidatesConfig:
+    """Which pre-ranker produces the K-candidate lists and how the lists are built.
+
+    Test lists use the whole history before the test item, validation lists the history before
+    the validation item; both come from a pre-ranker fitted on the training split only. Training
+    lists (for SFT/RL) must be just as honest: they come from a second pre-ranker fitted on the
+    training split minus each user's last training item, which is then their target.
+    """
+
+    prerank: str = "sasrec"
+    """``sasrec`` (default), ``popularity`` or ``cooc`` (item-to-item transitions)."""
+    k: int = 10
+    """Number of candidates per list."""
+    exclude_seen: bool = True
+    """Never propose an item already in the user's history (method.md §2: without this an
+    unfiltered SASRec puts the user's own last item first and hands re-rankers a fake win)."""
+    keep_missed: bool = False
+    """Paper protocol (``False``): keep only lists that contain the target. ``True`` keeps all
+    lists; a missed target then counts as a miss for every ordering."""
+    n_train_examples: int | None = None
+    """Number of training lists to keep (users sampled with ``seed``); ``None`` keeps all."""
+    min_train_history: int = 1
+    """A training example needs at least this many history items before its target."""
+    params: dict[str, Any] = field(default_factory=dict)
+    """Keyword arguments of the pre-ranker (e.g. SASRec's ``hidden``, ``max_epochs``)."""
+    seed: int = 0
+    """Seed of pre-ranker training and of the training-list sample."""

@@ -1,0 +1,214 @@
+"""Run directories: the files every stage reads and writes, and the manifest that says which
+stages are complete.
+
+A run directory is the only interface between stages. Every file is written atomically (a temp
+file in the same folder, then ``os.replace``), and a stage is marked done in ``manifest.json``
+only after all its outputs exist, so killing a run at any moment never leaves a half-written
+artifact that a later run would trust.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import json
+import os
+import shutil
+import subprocess
+import tempfile
+from collections.abc import Iterator
+from dataclasses import dataclass
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+MANIFEST = "manifest.json"
+_TRACKED_PACKAGES = (
+    "gr2", "torch", "transformers", "trl", "peft", "accelerate", "sentence-transformers",
+    "numpy", "pandas", "pyarrow", "scikit-learn", "lightgbm",
+)
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def atomic_write_json(path: Path, obj: Any) -> None:
+    atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=False, default=_json_default) + "\n")
+
+
+def atomic_write_parquet(path: Path, df: pd.DataFrame) -> None:
+    with atomic_path(path) as tmp:
+        df.to_parquet(tmp, index=False)
+
+
+@contextlib.contextmanager
+def atomic_path(path: Path) -> Iterator[Path]:
+    """Yield a temporary path beside ``path`` (file or folder); it replaces ``path`` on success.
+
+    Use it for writers that take a path (``save_pretrained``, ``torch.save``, ``to_parquet``).
+    """
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.parent / f".{path.name}.tmp-{os.getpid()}"
+    _remove(tmp)
+    try:
+        yield tmp
+        if path.exists() and tmp.is_dir():
+            _remove(path)
+        os.replace(tmp, path)
+    finally:
+        _remove(tmp)
+
+
+def read_json(path: Path) -> Any:
+    return json.loads(Path(path).read_text(encoding="utf-8"))
+
+
+def _remove(path: Path) -> None:
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path)
+    elif path.exists() or path.is_symlink():
+        path.unlink()
+
+
+def _json_default(obj: Any) -> Any:
+    if hasattr(obj, "item"):  # numpy scalars
+        return obj.item()
+    if hasattr(obj, "tolist"):
+        return obj.tolist()
+    if isinstance(obj, Path):
+        return str(obj)
+    raise TypeError(f"not JSON serialisable: {type(obj).__name__}")
+
+
+def _now() -> str:
+    return dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
+
+
+@dataclass
+class RunDir:
+    """A run directory ``runs/NAME/`` with one subfolder per stage and ``manifest.json``."""
+
+    path: Path
+
+    def __post_init__(self) -> None:
+        self.path = Path(self.path)
+
+    def stage_dir(self, stage: str) -> Path:
+        d = self.path / stage
+        d.mkdir(parents=True, exist_ok=True)
+        return d
+
+    def file(self, stage: str, name: str) -> Path:
+        """Path of an artifact; raises a clear error when an earlier stage has not produced it."""
+        p = self.path / stage / name
+        if not p.exists():
+            raise FileNotFoundError(
+                f"{p} does not exist: run the '{stage}' stage first (e.g. `gr2 {stage} --run-dir {self.path}`)"
+            )
+        return p
+
+    # -- manifest ---------------------------------------------------------------------------
+    @property
+    def manifest_path(self) -> Path:
+        return self.path / MANIFEST
+
+    def manifest(self) -> dict[str, Any]:
+        if self.manifest_path.exists():
+            return read_json(self.manifest_path)
+        return {"created": _now(), "stages": {}}
+
+    def _update(self, fn) -> dict[str, Any]:
+        m = self.manifest()
+        fn(m)
+        atomic_write_json(self.manifest_path, m)
+        return m
+
+    def record_config(self, config: dict[str, Any]) -> None:
+        def upd(m: dict[str, Any]) -> None:
+            m["config"] = config
+            m["git_commit"] = git_commit()
+            m["versions"] = package_versions()
+
+        self._update(upd)
+
+    def is_complete(self, stage: str, fingerprint: str | None = None) -> bool:
+        """True when ``stage`` finished, with this config ``fingerprint``, and its outputs exist."""
+        info = self.manifest().get("stages", {}).get(stage)
+        if not info or info.get("status") != "done":
+            return False
+        if fingerprint is not None and info.get("fingerprint") != fingerprint:
+            return False
+        return all((self.path / out).exists() for out in info.get("outputs", []))
+
+    def mark_running(self, stage: str, fingerprint: str | None = None) -> None:
+        def upd(m: dict[str, Any]) -> None:
+            m.setdefault("stages", {})[stage] = {
+                "status": "running", "started": _now(), "fingerprint": fingerprint,
+            }
+
+        self._update(upd)
+
+    def mark_done(self, stage: str, outputs: list[str], seconds: float, summary: dict | None = None) -> None:
+        missing = [o for o in outputs if not (self.path / o).exists()]
+        if missing:
+            raise RuntimeError(f"stage {stage!r} claims outputs that do not exist: {missing}")
+
+        def upd(m: dict[str, Any]) -> None:
+            info = m.setdefault("stages", {}).setdefault(stage, {})
+            info.update(status="done", finished=_now(), seconds=round(seconds, 2), outputs=outputs)
+            if summary:
+                info["summary"] = summary
+
+        self._update(upd)
+
+    def mark_failed(self, stage: str, error: str) -> None:
+        def upd(m: dict[str, Any]) -> None:
+            info = m.setdefault("stages", {}).setdefault(stage, {})
+            info.update(status="failed", finished=_now(), error=error)
+
+        self._update(upd)
+
+
+def git_commit() -> str | None:
+    try:
+        root = Path(__file__).resolve().parents[2]
+        out = subprocess.run(
+            ["git", "-C", str(root), "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5
+        )
+        if out.returncode != 0:
+            return None
+        dirty = subprocess.run(
+            ["git", "-C", str(root), "status", "--porcelain", "--untracked-files=no"],
+            capture_output=True, text=True, timeout=5,
+        ).stdout.strip()
+        return out.stdout.strip() + ("-dirty" if dirty else "")
+    except (OSError, subprocess.SubprocessError):
+        return None
+
+
+def package_versions() -> dict[str, str]:
+    versions = {}
+    for name in _TRACKED_PACKAGES:
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            continue
+    return versions

@@ -1,0 +1,32 @@
+"""Shared fixtures: tiny data sets written in the generic format inside the test's tmp dir."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+
+def write_generic(folder: Path, n_users: int = 40, n_items: int = 30, seq_len: int = 7) -> Path:
+    """A deterministic generic-format dataset: user u reads items u, u+1, ... (mod n_items)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    rows = []
+    for u in range(n_users):
+        for t in range(seq_len):
+            rows.append({"user_id": f"u{u}", "item_id": f"i{(u + t) % n_items}", "timestamp": 1000 * u + t})
+    pd.DataFrame(rows).to_csv(folder / "interactions.csv", index=False)
+    items = pd.DataFrame(
+        {
+            "item_id": [f"i{i}" for i in range(n_items)],
+            "title": [f"Item number {i}" for i in range(n_items)],
+            "categories": [f"Beauty > Group {i % 3} > Kind {i % 5}" for i in range(n_items)],
+        }
+    )
+    items.to_csv(folder / "items.csv", index=False)
+    return folder
+
+
+@pytest.fixture
+def generic_dir(tmp_path: Path) -> Path:
+    return write_generic(tmp_path / "mydata")

@@ -1,0 +1,121 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from gr2.data.config import DataConfig
+from gr2.data.loaders import DataFormatError, load_beauty, load_generic
+from gr2.data.prepare import k_core, prepare
+from gr2.data.splits import sequences_from_interactions
+
+SHARED_BEAUTY = Path(__file__).resolve().parents[3] / "shared" / "data" / "amazon-beauty"
+
+
+def test_beauty_matches_the_paper_counts():
+    prepared = prepare(load_beauty(), DataConfig())
+    s = prepared.stats
+    assert (s["users"], s["items"], s["interactions"]) == (22363, 12101, 198502)
+    assert s["filtering"]["removed_k_core"] == 0
+    assert round(s["avg_history_len"], 2) == 8.88
+
+
+@pytest.mark.skipif(not SHARED_BEAUTY.exists(), reason="../shared not beside the project")
+def test_vendored_beauty_is_the_shared_copy():
+    from gr2.data.loaders import beauty_dir
+
+    for name in ("items.jsonl.gz", "sequences.jsonl.gz"):
+        assert (beauty_dir() / name).read_bytes() == (SHARED_BEAUTY / name).read_bytes()
+
+
+def test_generic_roundtrip_and_time_order(generic_dir: Path):
+    raw = load_generic(generic_dir)
+    prepared = prepare(raw, DataConfig(k_core=0))
+    inter = prepared.interactions
+    assert prepared.stats["users"] == 40 and prepared.stats["interactions"] == 280
+    # shuffle the file: order must come from timestamps, not from the file
+    df = pd.read_csv(generic_dir / "interactions.csv").sample(frac=1.0, random_state=0)
+    df.to_csv(generic_dir / "interactions.csv", index=False)
+    again = prepare(load_generic(generic_dir), DataConfig(k_core=0))
+    split_a = sequences_from_interactions(inter)
+    split_b = sequences_from_interactions(again.interactions)
+    items_a = prepared.items.set_index("item_id")["raw_id"]
+    items_b = again.items.set_index("item_id")["raw_id"]
+    users_a = dict(zip(inter.user_id, inter.raw_user_id))
+    users_b = dict(zip(again.interactions.user_id, again.interactions.raw_user_id))
+    as_raw_a = {users_a[u]: [items_a[i] for i in s] for u, s in enumerate(split_a.sequences)}
+    as_raw_b = {users_b[u]: [items_b[i] for i in s] for u, s in enumerate(split_b.sequences)}
+    assert as_raw_a == as_raw_b
+    assert as_raw_a["u3"] == [f"i{3 + t}" for t in range(7)]
+    assert prepared.items.loc[0, "categories"] == ["Beauty", "Group 0", "Kind 0"] or len(
+        prepared.items.loc[0, "categories"]) == 3
+
+
+def test_k_core_iterates_to_a_fixed_point():
+    # item x has 2 users; removing it drops user b below 2 → a second pass is needed
+    pairs = pd.DataFrame(
+        {"raw_user_id": list("aaabbc"), "raw_item_id": ["x", "y", "z", "x", "w", "y"]}
+    )
+    out, passes = k_core(pairs, 2)
+    assert passes >= 2
+    counts_u = out.raw_user_id.value_counts()
+    counts_i = out.raw_item_id.value_counts()
+    assert (counts_u >= 2).all() and (counts_i >= 2).all()
+
+
+@pytest.mark.parametrize(
+    "mutate, message",
+    [
+        (lambda d: d.rename(columns={"user_id": "User Id"}), "missing column"),
+        (lambda d: d.drop(columns=["timestamp"]), "timestamp or position"),
+        (lambda d: pd.concat([d, d.iloc[[3]]]), "duplicate interaction"),
+        (lambda d: d.assign(item_id=d.item_id.where(d.index != 5, "nope")), "'nope' is not in"),
+        (lambda d: d.assign(timestamp=d.timestamp.astype(str).where(d.index != 2, "yesterday")), "yesterday"),
+    ],
+)
+def test_bad_interactions_name_file_and_row(generic_dir: Path, mutate, message):
+    path = generic_dir / "interactions.csv"
+    mutate(pd.read_csv(path)).to_csv(path, index=False)
+    with pytest.raises(DataFormatError) as err:
+        load_generic(generic_dir)
+    assert message in str(err.value) and "interactions.csv" in str(err.value)
+
+
+def test_bad_row_number_is_the_csv_line(generic_dir: Path):
+    path = generic_dir / "interactions.csv"
+    df = pd.read_csv(path)
+    df.loc[5, "item_id"] = "ghost"
+    df.to_csv(path, index=False)
+    with pytest.raises(DataFormatError, match=r"row 7 \(line\)"):
+        load_generic(generic_dir)
+
+
+def test_empty_and_non_utf8_files(generic_dir: Path):
+    (generic_dir / "items.csv").write_bytes(b"")
+    with pytest.raises(DataFormatError, match="empty file"):
+        load_generic(generic_dir)
+    (generic_dir / "items.csv").write_bytes("item_id,title\ni1,caf\xe9\n".encode("latin-1"))
+    with pytest.raises(DataFormatError, match="not UTF-8"):
+        load_generic(generic_dir)
+
+
+def test_filters_are_counted(generic_dir: Path):
+    prepared = prepare(load_generic(generic_dir), DataConfig(k_core=5, max_users=10, seed=1))
+    f = prepared.stats["filtering"]
+    assert f["raw_interactions"] == 280
+    assert f["removed_user_sample"] == 30 * 7
+    assert prepared.stats["users"] == 10
+    assert f["removed_items_without_interactions"] == 30 - prepared.stats["items"]
+
+
+@pytest.mark.network
+def test_movielens_100k_from_the_recbole_wheel():
+    from gr2.data.loaders import load_movielens
+
+    raw = load_movielens("ml-100k")
+    assert len(raw.interactions) == 100_000 and len(raw.items) == 1682
+    assert raw.items.loc[0, "title"] == "Toy Story (1995)"
+    assert "Animation" in raw.items.loc[0, "categories"]
+    prepared = prepare(raw, DataConfig(min_rating=4))
+    assert prepared.stats["filtering"]["removed_low_rating"] > 0
