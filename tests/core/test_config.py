@@ -14,9 +14,9 @@ def test_profiles_load_and_round_trip(tmp_path):
 
 
 def test_overrides_are_typed_and_nested():
-    cfg = load_config(profile_path("quick"), ["candidates.k=20", "candidates.params.hidden=32", "data.max_users=null"])
+    cfg = load_config(profile_path("quick"), ["candidates.k=20", "candidates.params.sasrec.hidden=32", "data.max_users=null"])
     assert cfg.candidates.k == 20
-    assert cfg.candidates.params["hidden"] == 32
+    assert cfg.candidates.params["sasrec"]["hidden"] == 32
     assert cfg.data.max_users is None
 
 

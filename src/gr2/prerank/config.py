@@ -30,7 +30,8 @@ class CandidatesConfig:
     """Number of training lists to keep (users sampled with ``seed``); ``None`` keeps all."""
     min_train_history: int = 1
     """A training example needs at least this many history items before its target."""
-    params: dict[str, Any] = field(default_factory=dict)
-    """Keyword arguments of the pre-ranker (e.g. SASRec's ``hidden``, ``max_epochs``)."""
+    params: dict[str, dict[str, Any]] = field(default_factory=dict)
+    """Keyword arguments per pre-ranker name, e.g. ``{"sasrec": {"hidden": 64, "max_epochs": 30}}``
+    (fields of :class:`gr2.prerank.sasrec.SASRecConfig`; ``cooc`` takes ``m``, ``decay``)."""
     seed: int = 0
     """Seed of pre-ranker training and of the training-list sample."""

@@ -50,7 +50,7 @@ def build_lists(
     hit = cands == targets[:, None]
     found = hit.any(axis=1)
     rank = np.where(found, hit.argmax(axis=1) + 1, 0)
-    ndcg = np.where(found, 1.0 / np.log2(rank + 1.0), 0.0)
+    ndcg = np.where(found, 1.0 / np.log2(np.maximum(rank, 1) + 1.0), 0.0)
     quality = {
         "lists": len(examples),
         f"R@{cfg.k}": round(float(found.mean()), 5),
@@ -75,7 +75,10 @@ def build_lists(
 
 
 def fit_preranker(cfg: CandidatesConfig, train: list[list[int]], n_items: int, valid: list[Example]):
-    pre = make_preranker(cfg.prerank, **({"seed": cfg.seed} if cfg.prerank == "sasrec" else {}), **cfg.params)
+    kwargs = dict(cfg.params.get(cfg.prerank, {}))
+    if cfg.prerank == "sasrec":
+        kwargs.setdefault("seed", cfg.seed)
+    pre = make_preranker(cfg.prerank, **kwargs)
     start = time.perf_counter()
     pre.fit(train, n_items, valid=[(h, t) for _, h, t in valid])
     return pre, round(time.perf_counter() - start, 2)
