@@ -16,6 +16,7 @@ STAGES = ["data", "candidates", "eval"]
 TINY = [
     "data.k_core=2", "candidates.params.sasrec.max_epochs=2", "candidates.params.sasrec.hidden=16",
     "candidates.params.sasrec.progress=false", "candidates.keep_missed=true", "eval.bootstrap=50",
+    "eval.lambdamart_params.cv_folds=0", "eval.lambdamart_params.n_estimators=20",
 ]
 
 
@@ -38,7 +39,9 @@ def test_artifacts_contract(generic_dir: Path, tmp_path: Path):
             assert list(labels) == [int(c == target) for c in cands]
     results = json.loads((run.path / "eval/results.json").read_text())
     systems = results["systems"]
-    assert {"pre-rank order", "random order", "popularity order", "oracle"} <= set(systems)
+    assert {"pre-rank order", "random order", "popularity order", "oracle", "LambdaMART (val-trained)"} <= set(systems)
+    assert (run.path / "eval/lambdamart/model/model.txt").exists()
+    assert json.loads((run.path / "eval/lambdamart/importances.json").read_text())
     assert systems["oracle"]["metrics"]["R@10"] >= systems["pre-rank order"]["metrics"]["R@10"]
     assert "| pre-rank order |" in (run.path / "eval/results.md").read_text()
     manifest = json.loads((run.path / "manifest.json").read_text())

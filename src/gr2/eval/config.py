@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 
 @dataclass
@@ -21,3 +22,8 @@ class EvalConfig:
     """Bootstrap resamples for confidence intervals and the paired test against the pre-rank."""
     seed: int = 0
     """Seed of the random baseline and of the bootstrap."""
+    lambdamart: bool = True
+    """Add the LambdaMART re-ranker row (LightGBM over cheap features, fitted on validation lists:
+    the non-LLM bar of method.md §2). Only on the test split, where its training lists are honest."""
+    lambdamart_params: dict[str, Any] = field(default_factory=dict)
+    """Fields of :class:`gr2.rerank.LambdaMARTConfig` (e.g. ``learning_rate``, ``cv_folds``)."""

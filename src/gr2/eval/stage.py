@@ -11,12 +11,13 @@ import logging
 import numpy as np
 import pandas as pd
 
-from gr2.data.stage import load_split
+from gr2.data.splits import Split
+from gr2.data.stage import load_items, load_split
 from gr2.eval import baselines
 from gr2.eval.config import EvalConfig
 from gr2.eval.metrics import metric_keys, per_list_metrics
 from gr2.eval.report import REFERENCE, markdown_table, summarise
-from gr2.runs import RunDir, atomic_write_json, atomic_write_text, read_json
+from gr2.runs import RunDir, atomic_path, atomic_write_json, atomic_write_text, read_json
 
 log = logging.getLogger(__name__)
 
@@ -47,6 +48,20 @@ def score_systems(lists: pd.DataFrame, systems: dict[str, list[np.ndarray]], cfg
     return out
 
 
+def lambdamart_orders(run: RunDir, split: Split, lists: pd.DataFrame, cfg: EvalConfig) -> np.ndarray:
+    """Fit LambdaMART on the validation lists, re-rank ``lists``; model and importances saved."""
+    from gr2.rerank import FeatureBuilder, LambdaMARTConfig, LambdaMARTReranker
+
+    features = FeatureBuilder().fit(load_items(run), split.train)
+    config = LambdaMARTConfig(**{"seed": cfg.seed, **cfg.lambdamart_params})
+    model = LambdaMARTReranker(features, config).fit(load_lists(run, "val"))
+    out = run.stage_dir("eval") / "lambdamart"
+    with atomic_path(out / "model") as tmp:
+        model.save(tmp)  # LightGBM text model, feature state, meta.json with the fit info
+    atomic_write_json(out / "importances.json", model.feature_importances())
+    return np.stack(model.rerank(lists))
+
+
 def run_eval(run: RunDir, cfg: EvalConfig) -> dict:
     split = load_split(run)
     n_items = read_json(run.file("data", "stats.json"))["items"]
@@ -55,6 +70,8 @@ def run_eval(run: RunDir, cfg: EvalConfig) -> dict:
         raise ValueError(f"{run.path}/candidates/{cfg.split}.parquet has no lists to evaluate")
     counts = baselines.train_item_counts(split.train, n_items)
     systems = baseline_orders(lists, counts, cfg)
+    if cfg.lambdamart and cfg.split == "test":
+        systems["LambdaMART (val-trained)"] = [lambdamart_orders(run, split, lists, cfg)]
     per_list = score_systems(lists, systems, cfg)
     keys = metric_keys(cfg.recall_ks, cfg.ndcg_ks)
     summary = summarise(per_list, keys, cfg.bootstrap, cfg.seed)
