@@ -12,6 +12,7 @@ import sys
 from pathlib import Path
 
 from gr2.config import ConfigError, load_config, profile_path
+from gr2.llm.registry import add_models_parser
 
 DESCRIPTIONS = {
     "data": "Load a dataset, k-core filter it and write data/ (items, interactions, stats).",
@@ -57,6 +58,7 @@ def build_parser() -> argparse.ArgumentParser:
         if name == "sid":
             p.add_argument("action", nargs="?", choices=["train", "ablate"], default="train",
                            help="train the tokenizer (default) or run the technique ablation")
+    add_models_parser(sub)
     return parser
 
 
@@ -77,6 +79,8 @@ def _config(args: argparse.Namespace):
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if getattr(args, "handler", None):  # commands that are not pipeline stages (gr2 models ...)
+        return args.handler(args)
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S",

@@ -1,0 +1,47 @@
+"""LLM helpers: the model registry (bundled models, GGUF conversion) and the SID vocabulary.
+
+Importing this package is light (no torch, no transformers): names are loaded on first use.
+
+* :mod:`gr2.llm.registry` — ``install``, ``resolve``, ``load``, ``list_models`` and the
+  ``gr2 models ...`` command (``add_models_parser``, ``models_command``).
+* :mod:`gr2.llm.vocab` — ``sid_tokens``, ``add_sid_tokens``, ``sid_token_ids`` (imports torch).
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+_EXPORTS = {
+    "DEFAULT_MODEL": "registry",
+    "MODELS": "registry",
+    "ModelError": "registry",
+    "ModelInstallError": "registry",
+    "ModelNotFoundError": "registry",
+    "ModelNotInstalledError": "registry",
+    "add_models_parser": "registry",
+    "install": "registry",
+    "list_models": "registry",
+    "load": "registry",
+    "models_command": "registry",
+    "resolve": "registry",
+    "add_sid_tokens": "vocab",
+    "sid_id_table": "vocab",
+    "sid_token_ids": "vocab",
+    "sid_tokens": "vocab",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'gr2.llm' has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"gr2.llm.{module}"), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_EXPORTS))
