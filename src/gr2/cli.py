@@ -18,6 +18,8 @@ DESCRIPTIONS = {
     "data": "Load a dataset, k-core filter it and write data/ (items, interactions, stats).",
     "sid": "Train the semantic-ID tokenizer and write sid/ (SID table, report).",
     "candidates": "Fit the pre-ranker and write K-candidate lists for train/val/test.",
+    "midtrain": "Mid-train the student LLM on SID tokens (persona, next-SID, captioning, general LM); "
+                "write midtrain/model and midtrain/metrics.json.",
     "eval": "Score the pre-rank order and baselines on the candidate lists; write eval/results.md.",
 }
 
@@ -41,7 +43,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     run = sub.add_parser("run", help="run every stage in order (resumable)",
-                         description="Run data → sid → candidates → eval in a run directory, "
+                         description="Run data → sid → candidates → midtrain → eval in a run directory, "
                                      "skipping stages that are already complete for the same config.")
     run.add_argument("--out", "--run-dir", dest="run_dir", type=Path, required=True, help="run directory")
     run.add_argument("--stages", nargs="+", metavar="STAGE", help="only these stages (default: all)")

@@ -22,6 +22,7 @@ import yaml
 
 from gr2.data.config import DataConfig
 from gr2.eval.config import EvalConfig
+from gr2.midtrain.config import MidtrainConfig
 from gr2.prerank.config import CandidatesConfig
 from gr2.sid.config import SidConfig
 
@@ -40,6 +41,8 @@ class RunConfig:
     """Semantic-ID tokenizer."""
     candidates: CandidatesConfig = field(default_factory=CandidatesConfig)
     """Pre-ranker and the K-candidate lists."""
+    midtrain: MidtrainConfig = field(default_factory=MidtrainConfig)
+    """Stage 1: mid-train the student LLM on SID tokens (docs/midtrain.md)."""
     eval: EvalConfig = field(default_factory=EvalConfig)
     """Baselines, metrics and the results table."""
 

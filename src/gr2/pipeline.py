@@ -50,6 +50,8 @@ STAGES: tuple[Stage, ...] = (
     Stage("candidates", "gr2.prerank.stage:run_candidates", "candidates", ("data",),
           ("candidates/train.parquet", "candidates/val.parquet", "candidates/test.parquet",
            "candidates/prerank.json")),
+    Stage("midtrain", "gr2.midtrain.stage:run_midtrain", "midtrain", ("data", "sid"),
+          ("midtrain/model/config.json", "midtrain/metrics.json")),
     Stage("eval", "gr2.eval.stage:run_eval", "eval", ("data", "candidates"),
           ("eval/results.json", "eval/results.md")),
 )

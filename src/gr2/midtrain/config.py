@@ -1,0 +1,114 @@
+"""Configuration of the ``midtrain`` stage (method.md §4). No heavy imports: the CLI reads it."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+TASKS = ("persona", "sequential", "caption", "reverse_caption", "lm")
+"""The mid-training tasks, in mixture order."""
+
+ONEREC_THINK_MIXTURE = {
+    "persona": 0.243,
+    "sequential": 0.657,
+    "caption": 0.0245,
+    "reverse_caption": 0.0245,
+    "lm": 0.05,
+}
+"""OneRec-Think's itemic-alignment mixture 24.3 / 65.7 / 4.9 / 5.0 % (persona / sequential /
+captioning / general LM); the 4.9 % of captioning is split evenly between SID → text and text → SID."""
+
+
+@dataclass
+class MidtrainConfig:
+    """Stage 1: teach a small LLM the SID tokens (four tasks, warm-up then full or LoRA training)."""
+
+    model: str = "smollm2-135m"
+    """Student: a registry name, a local ``save_pretrained`` folder or a cached hub id
+    (``gr2.llm.registry.resolve``)."""
+    levels: int | None = None
+    """SID levels to add as tokens. ``None``: the longest code tuple in ``sid/sids.parquet`` (at least
+    the ``sid`` stage's ``levels``, so collision levels are covered)."""
+    codebook_size: int | None = None
+    """Codes per level. ``None``: the ``sid`` stage's ``codebook_size`` from the manifest, else the
+    largest code + 1."""
+    token_init: Literal["mean", "text"] = "mean"
+    """How new SID embedding rows start (``gr2.llm.vocab.add_sid_tokens``)."""
+
+    # -- data -------------------------------------------------------------------------------
+    mixture: dict[str, float] = field(default_factory=lambda: dict(ONEREC_THINK_MIXTURE))
+    """Share of each task in the training mixture (normalised to sum 1; a task set to 0 is off).
+    Keys: persona, sequential, caption, reverse_caption, lm."""
+    n_examples: int = 20000
+    """Training examples in the whole mixture (before the per-task cap)."""
+    max_examples_per_task: int | None = None
+    """Cap on any one task's training examples (``None``: no cap)."""
+    eval_examples_per_task: int = 64
+    """Held-out examples per task (built from the train split, never trained on) for the per-task loss
+    before/after in ``metrics.json``."""
+    max_history: int = 20
+    """Most recent training items shown in a sequential-prediction prompt."""
+    persona_items: int = 10
+    """Items (text + SID) in a persona-grounding example."""
+    caption_items: Literal["all", "train"] = "all"
+    """Items the two captioning tasks describe: ``all`` (the catalogue: item text is side information
+    known at inference) or ``train`` (only items in some user's training sequence)."""
+    lm_source: Literal["docstrings", "catalogue"] = "docstrings"
+    """General language-modelling text: ``docstrings`` (English module docstrings of the Python
+    standard library, installed with Python; no download) or ``catalogue`` (titles, categories and
+    descriptions of the items ``caption_items`` selects)."""
+    lm_chars: int = 600
+    """Characters per general-LM passage."""
+    category_separator: str = " > "
+    """Joins an item's category path in its text."""
+    max_seq_len: int = 512
+    """Tokens per example (longer ones are truncated by the trainer)."""
+
+    # -- training ---------------------------------------------------------------------------
+    warmup_steps: int = 100
+    """Phase 1: steps that train only the new SID embedding rows (0 skips the phase)."""
+    warmup_lr: float = 5e-4
+    """Learning rate of phase 1 (paper: 5e-4)."""
+    steps: int = 1000
+    """Phase 2: steps of full (or LoRA) training."""
+    lr: float = 5e-5
+    """Peak learning rate of phase 2 (linear decay, ``lr_warmup_ratio`` warm-up)."""
+    lr_warmup_ratio: float = 0.03
+    """Share of phase-2 steps with a linear learning-rate warm-up."""
+    weight_decay: float = 0.0
+    """AdamW weight decay of phase 2 (phase 1 always uses 0: decay would move frozen rows)."""
+    batch_size: int = 8
+    """Examples per optimisation step (per device)."""
+    grad_accum: int = 1
+    """Gradient-accumulation steps."""
+    lora: bool = False
+    """Phase 2 trains LoRA adapters (plus the SID embedding rows, weight decay 0) instead of every
+    weight; the final model is merged, so ``midtrain/model`` is always a plain model."""
+    lora_r: int = 16
+    """LoRA rank."""
+    lora_alpha: int = 32
+    """LoRA alpha."""
+    lora_dropout: float = 0.05
+    """LoRA dropout."""
+    lora_targets: list[str] = field(default_factory=lambda: [
+        "q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"])
+    """Modules that get LoRA adapters."""
+    save_steps: int = 200
+    """Checkpoint every N steps (per phase) under ``midtrain/checkpoints/``; a re-run resumes from the
+    latest one."""
+    save_total_limit: int = 2
+    """Checkpoints kept per phase."""
+    logging_steps: int = 10
+    """Log (TensorBoard under ``midtrain/tb/``) every N steps."""
+    eval_batch_size: int = 16
+    """Examples per forward pass when measuring the per-task losses."""
+    device: str = "auto"
+    """``auto`` (CUDA when available, else CPU), ``cpu`` or ``cuda``. bf16 is used only on a CUDA
+    device that supports it; gradient checkpointing is always off (docs/resources.md)."""
+    num_threads: int | None = None
+    """Torch CPU threads (``None``: torch's default). On a shared, oversubscribed CPU 1 thread can be
+    several times faster than 2 (docs/midtrain.md)."""
+    seed: int = 0
+    """Seeds example sampling, token initialisation and training."""
+    keep_checkpoints: bool = False
+    """Keep ``midtrain/checkpoints/`` after the final model is written (default: delete them)."""

@@ -1,0 +1,155 @@
+"""The ``midtrain`` stage (method.md §4): teach the student LLM the SID tokens.
+
+Reads ``data/items.parquet``, ``data/interactions.parquet`` (train split only) and
+``sid/sids.parquet``; writes under ``midtrain/``:
+
+* ``examples/train.parquet``, ``examples/eval.parquet`` — the task mixture (task, prompt, completion)
+  and the held-out examples of the per-task losses;
+* ``checkpoints/warmup/checkpoint-N``, ``checkpoints/main/checkpoint-N`` — every ``save_steps``; a
+  re-run after an interruption resumes from the latest one (deleted at the end unless
+  ``keep_checkpoints``); ``warmup_model/`` — the model after phase 1, so phase 1 is never redone;
+* ``tb/warmup``, ``tb/main`` — TensorBoard logs;
+* ``model/`` — the final model + tokenizer (``save_pretrained``, written atomically; LoRA merged);
+* ``metrics.json`` — per-task loss before/after, phase logs, timings.
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import time
+from typing import Any
+
+import pandas as pd
+
+from gr2.midtrain.config import MidtrainConfig
+from gr2.midtrain.tasks import build_examples, load_inputs, sid_shape
+from gr2.runs import RunDir, atomic_path, atomic_write_json, atomic_write_parquet, read_json
+
+log = logging.getLogger(__name__)
+
+OUTPUTS = ("midtrain/model/config.json", "midtrain/metrics.json")
+
+
+def _save(model: Any, tokenizer: Any, path) -> None:
+    with atomic_path(path) as tmp:
+        model.save_pretrained(tmp)
+        tokenizer.save_pretrained(tmp)
+
+
+def _load_student(cfg: MidtrainConfig, folder, levels: int, codebook_size: int) -> tuple[Any, Any, int]:
+    from gr2.llm.registry import load
+    from gr2.llm.vocab import add_sid_tokens
+
+    model, tok = load(folder if folder is not None else cfg.model)
+    added = add_sid_tokens(model, tok, levels=levels, codebook_size=codebook_size, init=cfg.token_init,
+                           seed=cfg.seed)
+    return model, tok, added
+
+
+def run_midtrain(run: RunDir, cfg: MidtrainConfig) -> dict:
+    """Build the task mixture, train (warm-up on the new rows, then full or LoRA), save the model and
+    per-task losses. Resumes from checkpoints left by an interrupted run of the same config."""
+    import torch
+
+    from gr2.midtrain.train import (
+        freeze_all_but_rows, new_token_ids, resolve_device, run_phase, sft_args, task_losses, unfreeze,
+    )
+
+    t0 = time.perf_counter()
+    out = run.stage_dir("midtrain")
+    torch.manual_seed(cfg.seed)
+    if cfg.num_threads:
+        torch.set_num_threads(cfg.num_threads)
+    device = resolve_device(cfg.device)
+    auto_levels, auto_size = sid_shape(run)
+    levels = cfg.levels or auto_levels
+    codebook_size = cfg.codebook_size or auto_size
+
+    inputs = load_inputs(run, cfg)
+    train, heldout = build_examples(inputs, cfg)
+    atomic_write_parquet(out / "examples" / "train.parquet", train)
+    atomic_write_parquet(out / "examples" / "eval.parquet", heldout)
+    counts = train["task"].value_counts().reindex(sorted(train["task"].unique())).to_dict()
+    log.info("midtrain: %d training examples %s, %d held out", len(train), counts, len(heldout))
+
+    warm_dir = out / "warmup_model"
+    warm_done = (warm_dir / "config.json").exists()
+    model, tok, added = _load_student(cfg, warm_dir if warm_done else None, levels, codebook_size)
+    model.to(device)
+    sid_ids = new_token_ids(tok, levels, codebook_size)
+
+    before_path = out / "loss_before.json"
+    if before_path.exists():
+        before = read_json(before_path)
+    else:
+        before = task_losses(model, tok, heldout, cfg.max_seq_len, cfg.eval_batch_size)
+        atomic_write_json(before_path, before)
+
+    phases: dict[str, Any] = {}
+    if cfg.warmup_steps > 0 and not warm_done:
+        handles = freeze_all_but_rows(model, sid_ids)
+        args = sft_args(cfg, out / "checkpoints" / "warmup", cfg.warmup_steps, cfg.warmup_lr, 0.0, 0.0, device)
+        model, phases["warmup"] = run_phase(model, tok, train, args, out / "tb" / "warmup")
+        unfreeze(model, handles)
+        _save(model, tok, warm_dir)
+    for p in model.parameters():
+        p.requires_grad_(True)
+
+    if cfg.steps > 0:
+        handles: list[Any] = []
+        weight_decay = cfg.weight_decay
+        if cfg.lora:
+            # LoRA adapters on the blocks, plus the SID rows of the (tied) embedding matrix trained in
+            # place through a row-masking hook: TRL's fused LM head rejects PEFT wrappers on lm_head, so
+            # PEFT's trainable_token_indices cannot be used with tied embeddings.
+            from peft import LoraConfig, get_peft_model
+
+            peft_config = LoraConfig(r=cfg.lora_r, lora_alpha=cfg.lora_alpha, lora_dropout=cfg.lora_dropout,
+                                     target_modules=list(cfg.lora_targets), task_type="CAUSAL_LM")
+            model = get_peft_model(model, peft_config)
+            handles = freeze_all_but_rows(model, sid_ids)
+            for name, p in model.named_parameters():
+                if "lora_" in name:
+                    p.requires_grad_(True)
+            weight_decay = 0.0  # decay would move the frozen embedding rows
+        args = sft_args(cfg, out / "checkpoints" / "main", cfg.steps, cfg.lr, weight_decay,
+                        cfg.lr_warmup_ratio, device)
+        model, phases["main"] = run_phase(model, tok, train, args, out / "tb" / "main")
+        if cfg.lora:
+            for h in handles:
+                h.remove()
+            model = model.merge_and_unload()
+
+    after = task_losses(model, tok, heldout, cfg.max_seq_len, cfg.eval_batch_size)
+    _save(model, tok, out / "model")
+    seconds = time.perf_counter() - t0
+    metrics = {
+        "model": cfg.model,
+        "device": device,
+        "levels": levels,
+        "codebook_size": codebook_size,
+        "sid_tokens_added": added,
+        "train_examples": int(len(train)),
+        "train_examples_per_task": {k: int(v) for k, v in counts.items()},
+        "heldout_examples": int(len(heldout)),
+        "loss_before": before,
+        "loss_after": after,
+        "phases": phases,
+        "seconds": round(seconds, 2),
+    }
+    atomic_write_json(out / "metrics.json", metrics)
+    if not cfg.keep_checkpoints:
+        shutil.rmtree(out / "checkpoints", ignore_errors=True)
+        shutil.rmtree(warm_dir, ignore_errors=True)
+    before_path.unlink(missing_ok=True)
+    summary = {f"loss_{t}": f"{before[t]['loss']:.3f}->{after[t]['loss']:.3f}" for t in after if t in before}
+    summary.update(examples=int(len(train)), seconds=round(seconds, 1),
+                   steps=sum(p.get("global_step", 0) for p in phases.values()))
+    return summary
+
+
+def load_examples(run: RunDir) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The ``(train, eval)`` examples a finished run used."""
+    return (pd.read_parquet(run.file("midtrain", "examples/train.parquet")),
+            pd.read_parquet(run.file("midtrain", "examples/eval.parquet")))

@@ -1,0 +1,219 @@
+"""Training machinery of the ``midtrain`` stage: SID tokens, the embeddings-only warm-up, TRL
+``SFTTrainer`` phases with checkpoints/resume/TensorBoard, and per-task losses.
+
+CPU-safe by construction (docs/resources.md): ``bf16`` only on a CUDA device that supports it,
+activation (gradient) checkpointing off always, ``use_cpu=True`` without CUDA.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import re
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import torch
+
+from gr2.midtrain.config import MidtrainConfig
+
+log = logging.getLogger(__name__)
+
+_CKPT = re.compile(r"^checkpoint-(\d+)$")
+
+
+def resolve_device(device: str) -> str:
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise RuntimeError(f"device {device!r} requested but CUDA is not available")
+    return device
+
+
+def latest_checkpoint(folder: Path) -> Path | None:
+    """The ``checkpoint-N`` sub-folder with the largest N (``None`` when there is none)."""
+    if not folder.is_dir():
+        return None
+    found = [(int(m.group(1)), p) for p in folder.iterdir() if p.is_dir() and (m := _CKPT.match(p.name))]
+    found = [(n, p) for n, p in found if (p / "trainer_state.json").exists()]
+    return max(found)[1] if found else None
+
+
+def new_token_ids(tokenizer: Any, levels: int, codebook_size: int) -> list[int]:
+    """Ids of every SID token (levels × codes, begin, end), sorted."""
+    from gr2.llm.vocab import sid_tokens
+
+    return sorted(int(i) for i in tokenizer.convert_tokens_to_ids(sid_tokens(levels, codebook_size)))
+
+
+# -- warm-up: train only the new rows -------------------------------------------------------------
+def _embedding_weights(model: Any) -> list[torch.nn.Parameter]:
+    weights = [model.get_input_embeddings().weight]
+    out = model.get_output_embeddings()
+    if out is not None and out.weight is not weights[0] and out.weight.data_ptr() != weights[0].data_ptr():
+        weights.append(out.weight)
+    return weights
+
+
+def freeze_all_but_rows(model: Any, rows: Sequence[int]) -> list[Any]:
+    """Freeze every parameter except the input (and untied output) embedding matrices, whose
+    gradients are masked by a hook to ``rows`` only. Tied embeddings share one parameter, so one hook
+    covers both uses. Returns the hook handles (give them to :func:`unfreeze`).
+
+    With zero gradients and zero weight decay AdamW leaves a row exactly unchanged, so the optimiser
+    of this phase must use ``weight_decay=0``.
+    """
+    for p in model.parameters():
+        p.requires_grad_(False)
+    handles = []
+    for w in _embedding_weights(model):
+        mask = torch.zeros(w.shape[0], 1, dtype=w.dtype, device=w.device)
+        mask[torch.as_tensor(list(rows), dtype=torch.long, device=w.device)] = 1
+        w.requires_grad_(True)
+        handles.append(w.register_hook(lambda g, m=mask: g * m.to(g.dtype)))
+    return handles
+
+
+def unfreeze(model: Any, handles: Sequence[Any]) -> None:
+    for h in handles:
+        h.remove()
+    for p in model.parameters():
+        p.requires_grad_(True)
+
+
+# -- losses ---------------------------------------------------------------------------------------
+def tokenize_example(tokenizer: Any, prompt: str, completion: str, max_len: int | None = None
+                     ) -> tuple[list[int], list[int]]:
+    """``(input_ids, completion_mask)`` exactly as TRL's SFTTrainer builds them for a
+    prompt-completion example: EOS appended to the completion, the completion starting where the
+    tokenised prompt and prompt+completion diverge, truncated to ``max_len`` from the right."""
+    eos = tokenizer.eos_token or ""
+    if eos and not completion.endswith(eos):
+        completion = completion + eos
+    p_ids = tokenizer(prompt)["input_ids"]
+    ids = tokenizer(prompt + completion)["input_ids"]
+    n = 0
+    for a, b in zip(p_ids, ids):
+        if a != b:
+            break
+        n += 1
+    mask = [0] * n + [1] * (len(ids) - n)
+    if max_len is not None:
+        ids, mask = ids[:max_len], mask[:max_len]
+    return list(ids), mask
+
+
+@torch.no_grad()
+def task_losses(model: Any, tokenizer: Any, examples: pd.DataFrame, max_len: int, batch_size: int = 16
+                ) -> dict[str, dict[str, float]]:
+    """Per task: mean cross-entropy per completion token (``loss``), its ``ppl``, ``examples`` and
+    ``tokens``, on ``examples`` (columns task, prompt, completion)."""
+    was_training = model.training
+    model.eval()
+    device = next(model.parameters()).device
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+    sums: dict[str, list[float]] = {}
+    rows = [(t, *tokenize_example(tokenizer, p, c, max_len))
+            for t, p, c in zip(examples["task"], examples["prompt"], examples["completion"])]
+    rows.sort(key=lambda r: len(r[1]))  # less padding
+    for start in range(0, len(rows), batch_size):
+        batch = rows[start:start + batch_size]
+        width = max(len(r[1]) for r in batch)
+        ids = torch.full((len(batch), width), pad, dtype=torch.long)
+        att = torch.zeros((len(batch), width), dtype=torch.long)
+        lab = torch.full((len(batch), width), -100, dtype=torch.long)
+        for j, (_, x, m) in enumerate(batch):
+            ids[j, :len(x)] = torch.tensor(x)
+            att[j, :len(x)] = 1
+            lab[j, :len(x)] = torch.tensor([xi if mi else -100 for xi, mi in zip(x, m)])
+        logits = model(input_ids=ids.to(device), attention_mask=att.to(device)).logits.float()
+        tgt = lab[:, 1:].to(device)
+        nll = torch.nn.functional.cross_entropy(
+            logits[:, :-1].reshape(-1, logits.shape[-1]), tgt.reshape(-1), ignore_index=-100, reduction="none"
+        ).view(tgt.shape)
+        for j, (task, _, _) in enumerate(batch):
+            valid = tgt[j] != -100
+            s = sums.setdefault(task, [0.0, 0.0, 0.0])
+            s[0] += float(nll[j][valid].sum())
+            s[1] += float(valid.sum())
+            s[2] += 1
+    if was_training:
+        model.train()
+    out = {}
+    for task, (total, tokens, n) in sums.items():
+        loss = total / max(tokens, 1.0)
+        out[task] = {"loss": round(loss, 4), "ppl": round(math.exp(min(loss, 50.0)), 3),
+                     "examples": int(n), "tokens": int(tokens)}
+    return out
+
+
+# -- one SFT phase --------------------------------------------------------------------------------
+def sft_args(cfg: MidtrainConfig, output_dir: Path, steps: int, lr: float, weight_decay: float,
+             warmup_ratio: float, device: str) -> Any:
+    from trl import SFTConfig
+
+    cuda = device.startswith("cuda")
+    bf16 = bool(cuda and torch.cuda.is_bf16_supported())
+    return SFTConfig(
+        output_dir=str(output_dir),
+        max_steps=steps,
+        learning_rate=lr,
+        weight_decay=weight_decay,
+        lr_scheduler_type="linear",
+        warmup_steps=int(round(warmup_ratio * steps)),
+        per_device_train_batch_size=cfg.batch_size,
+        gradient_accumulation_steps=cfg.grad_accum,
+        max_length=cfg.max_seq_len,
+        completion_only_loss=True,
+        packing=False,
+        bf16=bf16,
+        fp16=False,
+        activation_checkpointing=False,  # TRL defaults it (alias gradient_checkpointing) to True
+        use_cpu=not cuda,
+        save_strategy="steps",
+        save_steps=max(1, cfg.save_steps),
+        save_total_limit=cfg.save_total_limit,
+        logging_steps=max(1, cfg.logging_steps),
+        report_to="none",
+        seed=cfg.seed,
+        data_seed=cfg.seed,
+        dataloader_num_workers=0,
+        disable_tqdm=True,
+        dataset_num_proc=None,
+    )
+
+
+def run_phase(model: Any, tokenizer: Any, train: pd.DataFrame, args: Any, tb_dir: Path,
+              peft_config: Any = None) -> tuple[Any, dict[str, Any]]:
+    """Train one phase with TRL's SFTTrainer; resumes from the latest checkpoint in
+    ``args.output_dir``. Returns ``(trained model, info)``; info has ``resumed_from``, ``global_step``,
+    ``train_loss``, ``seconds`` and ``tokens`` (non-padding tokens seen)."""
+    import time
+
+    from datasets import Dataset
+    from torch.utils.tensorboard import SummaryWriter
+    from transformers.integrations import TensorBoardCallback
+    from trl import SFTTrainer
+
+    ds = Dataset.from_pandas(train[["prompt", "completion"]].reset_index(drop=True), preserve_index=False)
+    tb_dir.mkdir(parents=True, exist_ok=True)
+    writer = SummaryWriter(log_dir=str(tb_dir))
+    trainer = SFTTrainer(model=model, args=args, train_dataset=ds, processing_class=tokenizer,
+                         peft_config=peft_config, callbacks=[TensorBoardCallback(tb_writer=writer)])
+    ckpt = latest_checkpoint(Path(args.output_dir))
+    if ckpt is not None:
+        log.info("midtrain: resuming from %s", ckpt)
+    start = time.perf_counter()
+    result = trainer.train(resume_from_checkpoint=str(ckpt) if ckpt is not None else None)
+    seconds = time.perf_counter() - start
+    writer.close()
+    info = {
+        "resumed_from": ckpt.name if ckpt is not None else None,
+        "global_step": int(trainer.state.global_step),
+        "train_loss": round(float(result.training_loss), 4),
+        "seconds": round(seconds, 2),
+        "log": [h for h in trainer.state.log_history if "loss" in h],
+    }
+    return trainer.model, info
