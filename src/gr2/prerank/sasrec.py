@@ -50,7 +50,8 @@ class SASRecConfig:
         n_negatives: ``None`` (default) trains with the full softmax over the whole catalogue; an integer
             uses a sampled softmax against that many uniformly drawn negatives shared by the batch
             (cheaper per epoch on large catalogues, usually a little less accurate).
-        lr: AdamW learning rate.
+        lr: AdamW learning rate (2e-3 with batch 128 reaches the best validation NDCG@10 on Beauty
+            in about 10 epochs; 1e-3 with batch 256 needs several times more).
         weight_decay: AdamW weight decay (applied to all parameters).
         batch_size: training sequences per optimisation step.
         length_buckets: batches are cut from groups of ``length_buckets * batch_size`` shuffled sequences
@@ -62,7 +63,8 @@ class SASRecConfig:
             ``None`` uses all of them.
         seed: seeds parameter init, dropout and the batch order (runs with equal seeds are identical).
         device: torch device string, e.g. ``"cpu"`` or ``"cuda"``.
-        num_threads: torch intra-op threads; ``None`` uses the CPUs this process may run on.
+        num_threads: torch intra-op threads; ``None`` uses the CPUs this process may run on. On a CPU
+            shared with other busy processes, 1 thread can be several times faster than 2 (measured).
         score_batch_size: histories per forward pass in :meth:`SASRecPreranker.score`.
         progress: show a tqdm bar over epochs.
     """
@@ -74,13 +76,13 @@ class SASRecConfig:
     max_len: int = 50
     ff_mult: int = 1
     n_negatives: int | None = None
-    lr: float = 1e-3
+    lr: float = 2e-3
     weight_decay: float = 0.0
-    batch_size: int = 256
+    batch_size: int = 128
     length_buckets: int = 32
     max_epochs: int = 200
-    patience: int = 5
-    eval_every: int = 2
+    patience: int = 3
+    eval_every: int = 1
     valid_max_users: int | None = None
     seed: int = 0
     device: str = "cpu"
