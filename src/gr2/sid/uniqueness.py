@@ -265,13 +265,16 @@ def _place(
 ) -> None:
     """Give each of ``items`` a unique code after ``prefix``, avoiding ``used`` (recursive)."""
     k = len(items)
+    if cost is None and len(set(proposals.tolist())) == k and not used.intersection(proposals.tolist()):
+        for i, c in zip(items.tolist(), proposals.tolist()):  # nothing to resolve
+            out[i] = prefix + (c,)
+        return
     own = cost[np.arange(k), proposals] if cost is not None else np.zeros(k)
     # 1. winners: per proposed code, the lowest cost (then earliest item) unless already used.
     order = np.lexsort((items, own, proposals))
     owner_new: dict[int, int] = {}  # code -> local index of the new item that won it
     losers: list[int] = []
-    for j in order:
-        c = int(proposals[j])
+    for j, c in zip(order.tolist(), proposals[order].tolist()):
         if c not in used:
             owner_new[c] = j
             used.add(c)
@@ -283,18 +286,16 @@ def _place(
     losers.sort(key=lambda j: (own[j], items[j]))
     free = np.ones(C, dtype=bool)
     free[list(used)] = False
-    overflow: list[int] = []
-    for j in losers:
-        if not free.any():
-            overflow.append(j)
-            continue
-        if cost is not None:
-            row = np.where(free, cost[j], np.inf)
-            c = int(np.argmin(row))
-        else:
-            c = int(np.argmax(free))
-        free[c] = False
-        out[items[j]] = prefix + (c,)
+    n_free = int(free.sum())
+    take, overflow = losers[:n_free], losers[n_free:]
+    if cost is None:  # smallest free codes, in loser order
+        for j, c in zip(take, np.flatnonzero(free)[:len(take)].tolist()):
+            out[items[j]] = prefix + (c,)
+    else:
+        for j in take:
+            c = int(np.argmin(np.where(free, cost[j], np.inf)))
+            free[c] = False
+            out[items[j]] = prefix + (c,)
     if not overflow:
         return
     # 3. bucket full: add a level under (prefix, c) for the items still sharing code c.
@@ -309,13 +310,13 @@ def _place(
         sub_items = items[np.array(local)]
         sub_prefix = prefix + (c,)
         sub_used = set(occ.get(sub_prefix))
-        free_sub = [x for x in range(C) if x not in sub_used]
         m = len(sub_items)
-        if free_sub:
-            sub_prop = np.array([free_sub[i % len(free_sub)] for i in range(m)], dtype=np.int64)
-        else:
+        if not sub_used:
             sub_prop = np.arange(m, dtype=np.int64) % C
-        _place(sub_prefix, sub_items, sub_prop, None, sub_used, occ, C, out, info)
+        else:
+            free_sub = np.setdiff1d(np.arange(C), np.fromiter(sub_used, dtype=np.int64))
+            sub_prop = free_sub[np.arange(m) % len(free_sub)] if len(free_sub) else np.arange(m) % C
+        _place(sub_prefix, sub_items, sub_prop.astype(np.int64), None, sub_used, occ, C, out, info)
 
 
 def check_unique(sids: Sequence[Sequence[int]]) -> None:
