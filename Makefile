@@ -18,6 +18,7 @@ $(STAMP): pyproject.toml
 install: $(STAMP)
 
 demo: $(STAMP)
+	$(BIN)/gr2 models install smollm2-135m
 	$(BIN)/gr2 run --dataset beauty --profile quick --out runs/beauty-quick
 
 test: $(STAMP)
