@@ -8,9 +8,8 @@ import math
 import numpy as np
 import pandas as pd
 import pytest
+import tiny_llm
 import torch
-from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
-from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
 
 from gr2.eval.retrieval import evaluate_retrieval, retrieval_metrics, sequential_prompt
 from gr2.llm.decoding import SidTrie, constrained_beam_search
@@ -30,18 +29,8 @@ def one_thread():
 
 @pytest.fixture(scope="module")
 def setup(one_thread):
-    tk = Tokenizer(models.BPE(unk_token=None))
-    tk.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    tk.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(vocab_size=300, special_tokens=["<eos>"],
-                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False)
-    tk.train_from_iterator(["The user bought: Next item: 0 1 2 3 < > _ s a b c d"] * 3, trainer)
-    tok = PreTrainedTokenizerFast(tokenizer_object=tk, eos_token="<eos>", pad_token="<eos>")
-    torch.manual_seed(0)
-    cfg = LlamaConfig(vocab_size=len(tok), hidden_size=32, intermediate_size=64, num_hidden_layers=1,
-                      num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=512,
-                      tie_word_embeddings=True, eos_token_id=0, pad_token_id=0, bos_token_id=None)
-    model = LlamaForCausalLM(cfg).eval()
+    tok = tiny_llm.make_tokenizer(["The user bought: Next item: 0 1 2 3 < > _ s a b c d"] * 3, vocab_size=300)
+    model = tiny_llm.make_model(len(tok))
     add_sid_tokens(model, tok, levels=4, codebook_size=4)
     rng = np.random.default_rng(1)
     allc = list(itertools.product(range(4), repeat=4))

@@ -60,27 +60,15 @@ CORPUS = [
 
 
 def make_tokenizer():
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
-    from transformers import PreTrainedTokenizerFast
+    import tiny_llm
 
-    tk = Tokenizer(models.BPE(unk_token=None))
-    tk.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    tk.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(vocab_size=320, special_tokens=["<eos>"],
-                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False)
-    tk.train_from_iterator(CORPUS, trainer)
-    return PreTrainedTokenizerFast(tokenizer_object=tk, eos_token="<eos>", pad_token="<eos>")
+    return tiny_llm.make_tokenizer(CORPUS, vocab_size=320)
 
 
 def make_model(vocab_size: int, tied: bool = True):
-    import torch
-    from transformers import LlamaConfig, LlamaForCausalLM
+    import tiny_llm
 
-    torch.manual_seed(0)
-    cfg = LlamaConfig(vocab_size=vocab_size, hidden_size=32, intermediate_size=64, num_hidden_layers=1,
-                      num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=512,
-                      tie_word_embeddings=tied, eos_token_id=0, pad_token_id=0, bos_token_id=None)
-    return LlamaForCausalLM(cfg).eval()
+    return tiny_llm.make_model(vocab_size, tied=tied)
 
 
 @pytest.fixture
