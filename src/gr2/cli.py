@@ -20,7 +20,8 @@ DESCRIPTIONS = {
     "candidates": "Fit the pre-ranker and write K-candidate lists for train/val/test.",
     "midtrain": "Mid-train the student LLM on SID tokens (persona, next-SID, captioning, general LM); "
                 "write midtrain/model and midtrain/metrics.json.",
-    "eval": "Score the pre-rank order and baselines on the candidate lists; write eval/results.md.",
+    "eval": "Score the pre-rank order and baselines on the candidate lists; write eval/results.md. "
+            "`gr2 eval retrieval` measures a model as a full-catalogue retriever instead.",
 }
 
 
@@ -56,7 +57,17 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--force", action="store_true", help="redo the stage even if complete")
         _add_config_args(p)
         if name == "candidates":
-            p.add_argument("--prerank", choices=["sasrec", "popularity", "cooc"], help="pre-ranker")
+            p.add_argument("--prerank", choices=["sasrec", "popularity", "cooc", "llm"],
+                           help="pre-ranker (llm: beam search with the run's mid-trained model)")
+        if name == "eval":
+            p.add_argument("action", nargs="?", choices=["table", "retrieval"], default="table",
+                           help="table: re-ranking results table (default); retrieval: full-catalogue "
+                                "R@5/10, N@5/10 of an LLM's constrained beam search")
+            p.add_argument("--model", default="midtrain",
+                           help="retrieval: midtrain/sft/rl (the run's model), a registry name or a folder")
+            p.add_argument("--split", choices=["val", "test"], default="test", help="retrieval: split")
+            p.add_argument("--sample", type=int, default=500, help="retrieval: users evaluated (0 = all)")
+            p.add_argument("--num-beams", type=int, default=10, help="retrieval: beam width")
         if name == "sid":
             p.add_argument("action", nargs="?", choices=["train", "ablate"], default="train",
                            help="train the tokenizer (default) or run the technique ablation")
@@ -99,6 +110,12 @@ def main(argv: list[str] | None = None) -> int:
             from gr2.sid.stage import run_ablation
 
             run_ablation(RunDir(args.run_dir), cfg.sid)
+        elif args.command == "eval" and args.action == "retrieval":
+            from gr2.eval.retrieval import run_retrieval_eval
+            from gr2.runs import RunDir
+
+            run_retrieval_eval(RunDir(args.run_dir), args.model, args.split, args.sample or None,
+                               args.num_beams)
         else:
             run_pipeline(args.run_dir, cfg, stages=[args.command], force=[args.command] if args.force else [])
     except (ConfigError, DataFormatError, FileNotFoundError, RuntimeError) as exc:

@@ -160,3 +160,72 @@ def evaluate_retrieval(
     if return_rankings:
         res["rankings"] = hits
     return res
+
+
+STAGE_MODELS = ("midtrain", "sft", "rl")
+"""Model names that mean "this run's ``<stage>/model`` folder"."""
+
+
+def run_model_path(run_path: Any, model: str) -> str:
+    """``midtrain``/``sft``/``rl`` → that stage's model folder in the run; anything else (a registry
+    name, a folder, a cached hub id) is returned unchanged for :func:`gr2.llm.registry.load`."""
+    from pathlib import Path
+
+    if model in STAGE_MODELS:
+        folder = Path(run_path) / model / "model"
+        if not (folder / "config.json").exists():
+            raise FileNotFoundError(f"{folder} holds no model: run `gr2 {model} --run-dir {run_path}` first")
+        return str(folder)
+    return model
+
+
+def run_retrieval_eval(
+    run: Any,
+    model: str = "midtrain",
+    split: str = "test",
+    sample: int | None = 500,
+    num_beams: int = 10,
+    batch_size: int = 8,
+    seed: int = 0,
+) -> dict[str, Any]:
+    """``gr2 eval retrieval``: full-catalogue R@5/10, N@5/10 of ``model`` (default the run's mid-trained
+    model) on ``sample`` users of ``split`` (every user of the split, not only those with a candidate
+    list), next to the popularity and co-occurrence pre-rankers on the same users. Writes
+    ``eval/retrieval-<split>.json`` and ``.md`` and returns the JSON dict."""
+    import pandas as pd
+
+    from gr2.data.stage import load_split
+    from gr2.llm.registry import load
+    from gr2.prerank import full_catalogue_metrics, make_preranker
+    from gr2.runs import atomic_write_json, atomic_write_text, read_json
+
+    data = load_split(run)
+    n_items = read_json(run.file("data", "stats.json"))["items"]
+    examples = data.examples(split)
+    if sample is not None and sample < len(examples):
+        keep = np.sort(np.random.default_rng(seed).choice(len(examples), size=int(sample), replace=False))
+        examples = [examples[i] for i in keep]
+    histories = [h for _, h, _ in examples]
+    targets = [t for _, _, t in examples]
+    rows: dict[str, dict[str, float]] = {}
+    for name in ("popularity", "cooc"):
+        pre = make_preranker(name)
+        pre.fit(data.train, n_items)
+        rows[name] = full_catalogue_metrics(pre, histories, targets, ks=(5, 10))
+    lm, tok = load(run_model_path(run.path, model))
+    sids = pd.read_parquet(run.file("sid", "sids.parquet"))
+    res = evaluate_retrieval(lm, tok, sids, list(zip(histories, targets)), num_beams=num_beams,
+                             batch_size=batch_size)
+    rows[f"LLM beam ({model})"] = {k: res[k] for k in ("R@5", "R@10", "N@5", "N@10", "n")}
+    out = {"split": split, "n_users": len(examples), "num_beams": num_beams, "model": model,
+           "ms_per_user": res["ms_per_example"], "systems": rows}
+    folder = run.stage_dir("eval")
+    atomic_write_json(folder / f"retrieval-{split}.json", out)
+    lines = [f"# Full-catalogue retrieval on {len(examples)} {split} users (seen items excluded)", "",
+             "| system | R@5 | R@10 | N@5 | N@10 |", "|---|---|---|---|---|"]
+    lines += [f"| {name} | " + " | ".join(f"{m[k]:.4f}" for k in ("R@5", "R@10", "N@5", "N@10")) + " |"
+              for name, m in rows.items()]
+    table = "\n".join(lines) + "\n"
+    atomic_write_text(folder / f"retrieval-{split}.md", table)
+    print(table)
+    return out

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from .base import Preranker, full_catalogue_metrics, mask_seen_, top_k
 from .cooc import CooccurrencePreranker
+from .llm_beam import LLMBeamPreranker
 from .popularity import PopularityPreranker
 from .sasrec import SASRecConfig, SASRecModel, SASRecPreranker
 
@@ -19,6 +20,7 @@ __all__ = [
     "mask_seen_",
     "PopularityPreranker",
     "CooccurrencePreranker",
+    "LLMBeamPreranker",
     "SASRecConfig",
     "SASRecModel",
     "SASRecPreranker",
@@ -30,15 +32,17 @@ PRERANKERS: dict[str, type[Preranker]] = {
     "sasrec": SASRecPreranker,
     "popularity": PopularityPreranker,
     "cooc": CooccurrencePreranker,
+    "llm": LLMBeamPreranker,
 }
 
 
 def make_preranker(name: str, **kwargs) -> Preranker:
-    """Build a pre-ranker by name (``sasrec``, ``popularity``, ``cooc``).
+    """Build a pre-ranker by name (``sasrec``, ``popularity``, ``cooc``, ``llm``).
 
     Keyword arguments go to the class: for ``sasrec`` either ``config=SASRecConfig(...)`` or individual
     :class:`SASRecConfig` fields (``hidden=128, dropout=0.3``); for ``cooc`` ``m``, ``decay``,
-    ``pop_weight``; ``popularity`` takes none.
+    ``pop_weight``; ``popularity`` takes none; ``llm`` takes ``model_path`` and ``sids`` (see
+    :class:`LLMBeamPreranker`).
     """
     key = name.lower()
     if key not in PRERANKERS:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import time
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -30,14 +31,16 @@ Example = tuple[int, list[int], int]  # (user_id, history oldest first, target)
 
 def training_examples(split: Split, cfg: CandidatesConfig) -> list[Example]:
     """One example per user: target = last training item, history = the items before it."""
-    examples = [
-        (u, s[:-3], s[-3]) for u, s in enumerate(split.sequences) if len(s) - 3 >= cfg.min_train_history
-    ]
-    if cfg.n_train_examples is not None and cfg.n_train_examples < len(examples):
-        rng = np.random.default_rng(cfg.seed)
-        keep = np.sort(rng.choice(len(examples), size=cfg.n_train_examples, replace=False))
-        examples = [examples[i] for i in keep]
-    return examples
+    return [(u, s[:-3], s[-3]) for u, s in enumerate(split.sequences) if len(s) - 3 >= cfg.min_train_history]
+
+
+def sample_lists(df: pd.DataFrame, n: int | None, seed: int) -> pd.DataFrame:
+    """``n`` of the kept lists (seeded, order kept). Sampling after the target-in-list filter means
+    ``n_train_examples`` is the number of training lists one actually gets."""
+    if n is None or n >= len(df):
+        return df
+    keep = np.sort(np.random.default_rng(seed).choice(len(df), size=n, replace=False))
+    return df.iloc[keep].reset_index(drop=True)
 
 
 def build_lists(
@@ -74,14 +77,33 @@ def build_lists(
     return df, quality
 
 
-def fit_preranker(cfg: CandidatesConfig, train: list[list[int]], n_items: int, valid: list[Example]):
-    kwargs = dict(cfg.params.get(cfg.prerank, {}))
-    if cfg.prerank == "sasrec":
+def fit_preranker(cfg: CandidatesConfig, name: str, train: list[list[int]], n_items: int,
+                  valid: list[Example], run: RunDir):
+    kwargs = dict(cfg.params.get(name, {}))
+    if name == "sasrec":
         kwargs.setdefault("seed", cfg.seed)
-    pre = make_preranker(cfg.prerank, **kwargs)
+    if name == "llm":  # the run's mid-trained model and SID table
+        kwargs.setdefault("model_path", str(run.stage_dir("midtrain") / "model"))
+        if not (run.path / "sid" / "sids.parquet").exists():
+            raise FileNotFoundError(f"--prerank llm needs {run.path}/sid/sids.parquet: run `gr2 sid` first")
+        if not Path(kwargs["model_path"], "config.json").exists():
+            raise FileNotFoundError(f"--prerank llm needs a model at {kwargs['model_path']}: run `gr2 midtrain` "
+                                    "first or set candidates.params.llm.model_path")
+        kwargs.setdefault("sids", pd.read_parquet(run.file("sid", "sids.parquet")))
+    pre = make_preranker(name, **kwargs)
     start = time.perf_counter()
     pre.fit(train, n_items, valid=[(h, t) for _, h, t in valid])
     return pre, round(time.perf_counter() - start, 2)
+
+
+def eval_examples(split: Split, name: str, cfg: CandidatesConfig) -> list[Example]:
+    """Val/test examples, or the same seeded sample of ``n_eval_examples`` users for both splits."""
+    examples = split.examples(name)
+    n = cfg.n_eval_examples
+    if n is None or n >= len(examples):
+        return examples
+    keep = np.sort(np.random.default_rng(cfg.seed).choice(len(examples), size=n, replace=False))
+    return [examples[i] for i in keep]
 
 
 def run_candidates(run: RunDir, cfg: CandidatesConfig) -> dict:
@@ -92,10 +114,12 @@ def run_candidates(run: RunDir, cfg: CandidatesConfig) -> dict:
     report: dict = {"prerank": cfg.prerank, "k": cfg.k, "exclude_seen": cfg.exclude_seen,
                     "keep_missed": cfg.keep_missed, "splits": {}}
 
+    train_name = cfg.train_prerank or ("sasrec" if cfg.prerank == "llm" else cfg.prerank)
+    report["train_prerank"] = train_name
     val_examples = split.examples("val")
-    main, report["fit_seconds"] = fit_preranker(cfg, split.train, n_items, val_examples)
+    main, report["fit_seconds"] = fit_preranker(cfg, cfg.prerank, split.train, n_items, val_examples, run)
     for name in ("val", "test"):
-        df, quality = build_lists(main, split.examples(name), name, cfg, max_history)
+        df, quality = build_lists(main, eval_examples(split, name, cfg), name, cfg, max_history)
         atomic_write_parquet(out / f"{name}.parquet", df)
         report["splits"][name] = quality
         log.info("candidates %s: %s", name, quality)
@@ -103,9 +127,11 @@ def run_candidates(run: RunDir, cfg: CandidatesConfig) -> dict:
     # Honest training lists: this pre-ranker never saw the training lists' targets.
     train_examples = training_examples(split, cfg)
     honest, report["train_fit_seconds"] = fit_preranker(
-        cfg, [s[:-3] for s in split.sequences], n_items, val_examples
+        cfg, train_name, [s[:-3] for s in split.sequences], n_items, val_examples, run
     )
     df, quality = build_lists(honest, train_examples, "train", cfg, max_history)
+    df = sample_lists(df, cfg.n_train_examples, cfg.seed)
+    quality["kept"] = len(df)
     atomic_write_parquet(out / "train.parquet", df)
     report["splits"]["train"] = quality
     log.info("candidates train: %s", quality)
