@@ -1,8 +1,9 @@
-"""Tokens/s of a mid-training full fine-tune step of smollm2-135m: TRL SFTTrainer (as the midtrain
-stage runs it) vs a bare PyTorch loop on the same examples, batch size and optimiser (framework
-overhead ratio).
+"""Tokens/s of a mid-training step: TRL SFTTrainer (as the midtrain stage runs it) vs a bare PyTorch
+loop on the same examples, batch size and optimiser (framework overhead ratio). Full fine-tuning
+of smollm2-135m by default; ``--model qwen2.5-0.5b --lora`` for the 0.5B model with LoRA adapters
+(r 16 on every projection, as ``MidtrainConfig``; PEFT-wrapped in both paths).
 
-    .venv/bin/python benchmarks/midtrain_tokens_per_sec.py [--steps 6] [--batch-size 8]
+    .venv/bin/python benchmarks/midtrain_tokens_per_sec.py [--steps 6] [--batch-size 8] [--model M] [--lora]
 
 Examples: ``runs/midtrain-beauty/midtrain/examples/train.parquet`` when present (written by
 benchmarks/midtrain_beauty.py), else synthetic SID prompts. Both paths see the same examples, each
@@ -36,23 +37,31 @@ def examples(n: int, path: Path) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=["task", "prompt", "completion"])
 
 
-def fresh_model():
+def fresh_model(name: str, lora: bool):
     from gr2.llm.registry import load
     from gr2.llm.vocab import add_sid_tokens
 
-    model, tok = load("smollm2-135m")
+    model, tok = load(name)
     add_sid_tokens(model, tok, levels=4, codebook_size=256)
+    if lora:
+        from peft import LoraConfig, get_peft_model
+
+        from gr2.midtrain.config import MidtrainConfig
+
+        c = MidtrainConfig()
+        model = get_peft_model(model, LoraConfig(r=c.lora_r, lora_alpha=c.lora_alpha, lora_dropout=c.lora_dropout,
+                                                 target_modules=list(c.lora_targets), task_type="CAUSAL_LM"))
     model.train()
     return model, tok
 
 
-def bench_trl(df, steps, bs, lr, max_len, out_dir):
+def bench_trl(df, steps, bs, lr, max_len, out_dir, name, lora):
     from transformers import TrainerCallback
 
     from gr2.midtrain.config import MidtrainConfig
     from gr2.midtrain.train import sft_args
 
-    model, tok = fresh_model()
+    model, tok = fresh_model(name, lora)
     times, tokens = [], []
 
     class Timer(TrainerCallback):
@@ -92,10 +101,10 @@ def run_phase_with_callback(model, tok, df, args, cb):
     return trainer
 
 
-def bench_bare(df, steps, bs, lr, max_len):
+def bench_bare(df, steps, bs, lr, max_len, name, lora):
     from gr2.midtrain.train import tokenize_example
 
-    model, tok = fresh_model()
+    model, tok = fresh_model(name, lora)
     opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=lr, weight_decay=0.0)
     rows = [tokenize_example(tok, p, c, max_len) for p, c in zip(df.prompt, df.completion)]
     pad = tok.pad_token_id
@@ -130,6 +139,8 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--examples", default="runs/midtrain-beauty/midtrain/examples/train.parquet")
     ap.add_argument("--out", default="runs/bench/midtrain_tps")
+    ap.add_argument("--model", default="smollm2-135m", help="registry name or folder")
+    ap.add_argument("--lora", action="store_true", help="LoRA adapters instead of full fine-tuning")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
@@ -137,16 +148,17 @@ def main() -> None:
     res = {}
     for name in ("bare", "trl"):
         if name == "trl":
-            times, tokens = bench_trl(df, args.steps, args.batch_size, args.lr, args.max_seq_len, Path(args.out))
+            times, tokens = bench_trl(df, args.steps, args.batch_size, args.lr, args.max_seq_len, Path(args.out),
+                                      args.model, args.lora)
         else:
-            times, tokens = bench_bare(df, args.steps, args.batch_size, args.lr, args.max_seq_len)
+            times, tokens = bench_bare(df, args.steps, args.batch_size, args.lr, args.max_seq_len, args.model, args.lora)
         t, n = sum(times[1:]), sum(tokens[1:len(times)])
         res[name] = {"timed_steps": len(times) - 1, "seconds": round(t, 2), "tokens": n,
                      "tokens_per_s": round(n / t, 1), "s_per_step": round(t / max(1, len(times) - 1), 2)}
         print(name, res[name], flush=True)
     res["overhead_ratio_trl_over_bare"] = round(res["trl"]["s_per_step"] / res["bare"]["s_per_step"], 3)
     res["tokens_per_s_ratio_bare_over_trl"] = round(res["bare"]["tokens_per_s"] / res["trl"]["tokens_per_s"], 3)
-    res.update(batch_size=args.batch_size, threads=args.threads, torch=torch.__version__,
+    res.update(model=args.model, lora=args.lora, batch_size=args.batch_size, threads=args.threads, torch=torch.__version__,
                examples=args.examples if Path(args.examples).exists() else "synthetic")
     print(json.dumps(res, indent=1))
 

@@ -24,7 +24,10 @@ from gr2.data.config import DataConfig
 from gr2.eval.config import EvalConfig
 from gr2.midtrain.config import MidtrainConfig
 from gr2.prerank.config import CandidatesConfig
+from gr2.rl.config import RLConfig
+from gr2.sft.config import SFTConfig
 from gr2.sid.config import SidConfig
+from gr2.traces.config import TracesConfig
 
 
 class ConfigError(ValueError):
@@ -43,6 +46,12 @@ class RunConfig:
     """Pre-ranker and the K-candidate lists."""
     midtrain: MidtrainConfig = field(default_factory=MidtrainConfig)
     """Stage 1: mid-train the student LLM on SID tokens (docs/midtrain.md)."""
+    traces: TracesConfig = field(default_factory=TracesConfig)
+    """Stage 2: reasoning traces from a teacher (rejection or targeted sampling)."""
+    sft: SFTConfig = field(default_factory=SFTConfig)
+    """Stage 3a: weighted SFT of the student on the accepted traces."""
+    rl: RLConfig = field(default_factory=RLConfig)
+    """Stage 3b: DAPO with verifiable re-ranking rewards."""
     eval: EvalConfig = field(default_factory=EvalConfig)
     """Baselines, metrics and the results table."""
 

@@ -52,6 +52,12 @@ STAGES: tuple[Stage, ...] = (
            "candidates/prerank.json")),
     Stage("midtrain", "gr2.midtrain.stage:run_midtrain", "midtrain", ("data", "sid"),
           ("midtrain/model/config.json", "midtrain/metrics.json")),
+    Stage("traces", "gr2.traces.stage:run_traces", "traces", ("data", "sid", "candidates"),
+          ("traces/samples.jsonl", "traces/accepted.jsonl", "traces/stats.json")),
+    Stage("sft", "gr2.sft.stage:run_sft", "sft", ("midtrain", "traces"),
+          ("sft/model/config.json", "sft/metrics.json")),
+    Stage("rl", "gr2.rl.stage:run_rl", "rl", ("sft",),
+          ("rl/model/config.json", "rl/metrics.json", "rl/log.jsonl")),
     Stage("eval", "gr2.eval.stage:run_eval", "eval", ("data", "candidates"),
           ("eval/results.json", "eval/results.md")),
 )

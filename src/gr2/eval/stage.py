@@ -1,7 +1,8 @@
 """The evaluation stage: score every ordering of the candidate lists and write the results table.
 
 Rows: the pre-rank order, random orders (averaged over seeds), a popularity order, the oracle,
-and the LambdaMART re-ranker (fitted on validation lists: the bar an LLM re-ranker must clear).
+the LambdaMART re-ranker (fitted on validation lists: the bar an LLM re-ranker must clear), and
+every LLM system saved under ``eval/systems/`` for the split (:mod:`gr2.eval.rerank`).
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from gr2.data.stage import load_items, load_split
 from gr2.eval import baselines
 from gr2.eval.config import EvalConfig
 from gr2.eval.metrics import metric_keys, per_list_metrics
+from gr2.eval.rerank import load_systems
 from gr2.eval.report import REFERENCE, markdown_table, summarise
 from gr2.runs import RunDir, atomic_path, atomic_write_json, atomic_write_text, read_json
 
@@ -72,13 +74,72 @@ def run_eval(run: RunDir, cfg: EvalConfig) -> dict:
     systems = baseline_orders(lists, counts, cfg)
     if cfg.lambdamart and cfg.split == "test":
         systems["LambdaMART (val-trained)"] = [lambdamart_orders(run, split, lists, cfg)]
-    per_list = score_systems(lists, systems, cfg)
+    return write_results(run, lists, systems, cfg)
+
+
+def saved_orders(saved: list[dict], lists: pd.DataFrame, taken: set[str]
+                 ) -> tuple[dict[str, list[np.ndarray]], dict[str, tuple[np.ndarray, np.ndarray]]]:
+    """Orders of saved systems (``gr2.eval.rerank.load_systems``) aligned with ``lists`` by
+    example_id: ``(full, partial)``, ``full[name] = [orders]`` for systems covering every list,
+    ``partial[name] = (row positions, orders)`` for the others. Systems named like a row in ``taken``,
+    and ids that are not in ``lists`` (a system scored on other lists), are skipped with a warning."""
+    row_of = {str(e): i for i, e in enumerate(lists["example_id"])}
+    full: dict[str, list[np.ndarray]] = {}
+    partial: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+    for system in saved:
+        name = system["name"]
+        known = {e: o for e, o in system["orders"].items() if e in row_of}
+        if name in taken or not known:
+            log.warning("eval: saved system %r skipped (%s)", name,
+                        "its name is taken" if name in taken else "none of its lists is in this table")
+            continue
+        if len(known) < len(system["orders"]):
+            log.warning("eval: %d lists of %r are not in this table", len(system["orders"]) - len(known), name)
+        rows = np.array(sorted(row_of[e] for e in known))
+        by_row = {row_of[e]: o for e, o in known.items()}
+        orders = np.array([by_row[r] for r in rows])
+        if len(rows) == len(lists):
+            full[name] = [orders]
+        else:
+            partial[name] = (rows, orders)
+    return full, partial
+
+
+def _summary(lists: pd.DataFrame, systems: dict[str, list[np.ndarray]], keys: list[str], cfg: EvalConfig) -> dict:
+    return summarise(score_systems(lists, systems, cfg), keys, cfg.bootstrap, cfg.seed)
+
+
+def write_results(run: RunDir, lists: pd.DataFrame, systems: dict[str, list[np.ndarray]], cfg: EvalConfig) -> dict:
+    """Score ``systems`` plus every system saved under ``eval/systems/`` for ``cfg.split``; write
+    ``eval/results.json`` and ``eval/results.md``; return each row's N@5.
+
+    A saved system covering every list is a row of the main table. One covering a subset gets its own
+    table (and ``results.json["subsets"][name]``): the system and the pre-rank order on the same lists.
+    """
+    saved = load_systems(run, cfg.split)
+    full, partial = saved_orders(saved, lists, set(systems))
     keys = metric_keys(cfg.recall_ks, cfg.ndcg_ks)
-    summary = summarise(per_list, keys, cfg.bootstrap, cfg.seed)
-    results = {"split": cfg.split, "n_lists": len(lists), "systems": summary}
+    summary = _summary(lists, {**systems, **full}, keys, cfg)
+    results: dict = {"split": cfg.split, "n_lists": len(lists), "systems": summary}
+    tables = [markdown_table(summary, keys, len(lists), f"Re-ranking on {cfg.split} lists")]
+    k = len(lists["candidates"].iloc[0])
+    for name, (rows, orders) in partial.items():
+        sub = {REFERENCE: [baselines.prerank_orders(len(rows), k)], name: [orders]}
+        sub_summary = _summary(lists.iloc[rows], sub, keys, cfg)
+        results.setdefault("subsets", {})[name] = {"n_lists": len(rows), "systems": sub_summary}
+        tables.append(markdown_table(sub_summary, keys, len(rows),
+                                     f"{name} on {len(rows)} of the {len(lists)} {cfg.split} lists"))
+    notes = [f"- {s['name']}: `{s['model']}`, {s['summary']['valid_rate']:.1%} valid answers on {s['n_lists']} "
+             "lists (invalid ones scored after repair: unlisted candidates appended in pre-rank order)."
+             for s in saved if s["name"] in full or s["name"] in partial]
+    if notes:
+        tables.append("LLM rows:\n\n" + "\n".join(notes) + "\n")
     out = run.stage_dir("eval")
     atomic_write_json(out / "results.json", results)
-    table = markdown_table(summary, keys, len(lists), f"Re-ranking on {cfg.split} lists")
+    table = "\n".join(tables)
     atomic_write_text(out / "results.md", table)
     print(table)
-    return {name: round(row["metrics"]["N@5"], 4) for name, row in summary.items()}
+    rows_n5 = {name: round(row["metrics"]["N@5"], 4) for name, row in summary.items()}
+    rows_n5.update({name: round(sub["systems"][name]["metrics"]["N@5"], 4)
+                    for name, sub in results.get("subsets", {}).items()})
+    return rows_n5

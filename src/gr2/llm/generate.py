@@ -1,10 +1,11 @@
 """Batched free-text generation with a local transformers model, every parameter explicit.
 
 Used by the local teacher (``gr2.traces``) and by re-ranking evaluation (``gr2.eval.rerank``).
-The model's own ``generation_config`` is never consulted: a checkpoint's saved defaults (sampling
-on, a repetition penalty, a different max length, …) would otherwise silently change results. We
-build a fresh :class:`transformers.GenerationConfig` from :class:`GenerationParams` and pass
-``use_model_defaults=False`` so transformers does not fill unset fields from the model.
+A checkpoint's saved generation defaults (sampling on, a repetition penalty, a different max length,
+…) must not silently change results. We build a fresh :class:`transformers.GenerationConfig` from
+:class:`GenerationParams`; transformers 5.x fills every field left ``None`` from the model's
+``generation_config`` (it has no switch to turn that off), so every field that changes the decoding
+here is set explicitly (``top_k=0`` when sampling without a top-k filter).
 """
 
 from __future__ import annotations
@@ -58,8 +59,8 @@ def _generation_config(params: GenerationParams, tokenizer: Any) -> Any:
         repetition_penalty=params.repetition_penalty, pad_token_id=pad, eos_token_id=tokenizer.eos_token_id,
     )
     if params.do_sample:
-        kw.update(temperature=params.temperature, top_p=params.top_p, top_k=params.top_k or None)
-    else:  # explicit neutral values, so nothing is inherited and transformers does not warn
+        kw.update(temperature=params.temperature, top_p=params.top_p, top_k=params.top_k)  # 0: off
+    else:  # neutral values; greedy ignores them (top_k None: its default, so transformers does not warn)
         kw.update(temperature=1.0, top_p=1.0, top_k=None)
     return GenerationConfig(**kw)
 
@@ -103,7 +104,7 @@ def generate_texts(
             enc = tokenizer([prompts[i] for i in idx], return_tensors="pt", padding=True,
                             add_special_tokens=False).to(device)
             with torch.no_grad():
-                gen = model.generate(**enc, generation_config=config, use_model_defaults=False)
+                gen = model.generate(**enc, generation_config=config)
             new = gen[:, enc["input_ids"].shape[1]:]
             for i, row in zip(idx, new):
                 out[i] = tokenizer.decode(row, skip_special_tokens=True)

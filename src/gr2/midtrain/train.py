@@ -12,12 +12,17 @@ import math
 import re
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 import torch
 
 from gr2.midtrain.config import MidtrainConfig
+
+if TYPE_CHECKING:
+    from datasets import Dataset
+
+    from gr2.sft.config import SFTConfig as StageSFTConfig
 
 log = logging.getLogger(__name__)
 
@@ -150,8 +155,10 @@ def task_losses(model: Any, tokenizer: Any, examples: pd.DataFrame, max_len: int
 
 
 # -- one SFT phase --------------------------------------------------------------------------------
-def sft_args(cfg: MidtrainConfig, output_dir: Path, steps: int, lr: float, weight_decay: float,
+def sft_args(cfg: MidtrainConfig | StageSFTConfig, output_dir: Path, steps: int, lr: float, weight_decay: float,
              warmup_ratio: float, device: str) -> Any:
+    """TRL ``SFTConfig`` with the CPU-safe settings; ``cfg`` is any stage config with ``batch_size``,
+    ``grad_accum``, ``max_seq_len``, ``save_steps``, ``save_total_limit``, ``logging_steps``, ``seed``."""
     from trl import SFTConfig
 
     cuda = device.startswith("cuda")
@@ -185,11 +192,16 @@ def sft_args(cfg: MidtrainConfig, output_dir: Path, steps: int, lr: float, weigh
     )
 
 
-def run_phase(model: Any, tokenizer: Any, train: pd.DataFrame, args: Any, tb_dir: Path,
-              peft_config: Any = None) -> tuple[Any, dict[str, Any]]:
+def run_phase(model: Any, tokenizer: Any, train: pd.DataFrame | Dataset, args: Any, tb_dir: Path,
+              peft_config: Any = None, trainer_cls: type | None = None, **trainer_kwargs: Any
+              ) -> tuple[Any, dict[str, Any]]:
     """Train one phase with TRL's SFTTrainer; resumes from the latest checkpoint in
     ``args.output_dir``. Returns ``(trained model, info)``; info has ``resumed_from``, ``global_step``,
-    ``train_loss``, ``seconds`` and ``tokens`` (non-padding tokens seen)."""
+    ``train_loss``, ``seconds``, ``tokens`` (non-padding tokens this process trained on) and ``log``.
+
+    ``train`` is a DataFrame with ``prompt``/``completion`` columns or a ready ``datasets.Dataset``
+    (e.g. pre-tokenised); ``trainer_cls`` (an ``SFTTrainer`` subclass, default ``SFTTrainer``) gets
+    ``trainer_kwargs`` on top of the usual arguments (the ``sft`` stage's weighted loss)."""
     import time
 
     from datasets import Dataset
@@ -197,14 +209,16 @@ def run_phase(model: Any, tokenizer: Any, train: pd.DataFrame, args: Any, tb_dir
     from transformers.integrations import TensorBoardCallback
     from trl import SFTTrainer
 
-    ds = Dataset.from_pandas(train[["prompt", "completion"]].reset_index(drop=True), preserve_index=False)
+    ds = train if isinstance(train, Dataset) else Dataset.from_pandas(
+        train[["prompt", "completion"]].reset_index(drop=True), preserve_index=False)
     tb_dir.mkdir(parents=True, exist_ok=True)
     writer = SummaryWriter(log_dir=str(tb_dir))
-    trainer = SFTTrainer(model=model, args=args, train_dataset=ds, processing_class=tokenizer,
-                         peft_config=peft_config, callbacks=[TensorBoardCallback(tb_writer=writer)])
+    trainer = (trainer_cls or SFTTrainer)(
+        model=model, args=args, train_dataset=ds, processing_class=tokenizer, peft_config=peft_config,
+        callbacks=[TensorBoardCallback(tb_writer=writer)], **trainer_kwargs)
     ckpt = latest_checkpoint(Path(args.output_dir))
     if ckpt is not None:
-        log.info("midtrain: resuming from %s", ckpt)
+        log.info("resuming from %s", ckpt)
     start = time.perf_counter()
     result = trainer.train(resume_from_checkpoint=str(ckpt) if ckpt is not None else None)
     seconds = time.perf_counter() - start
@@ -214,6 +228,7 @@ def run_phase(model: Any, tokenizer: Any, train: pd.DataFrame, args: Any, tb_dir
         "global_step": int(trainer.state.global_step),
         "train_loss": round(float(result.training_loss), 4),
         "seconds": round(seconds, 2),
+        "tokens": int(getattr(trainer, "_total_train_tokens", 0)),  # TRL's running count (not checkpointed)
         "log": [h for h in trainer.state.log_history if "loss" in h],
     }
     return trainer.model, info

@@ -3,40 +3,34 @@
 Use :func:`make_preranker` to build one by name, ``fit`` it on training sequences, then
 :func:`top_k` (seen items excluded by default) for candidate lists or :func:`full_catalogue_metrics`
 to measure it as a retriever.
+
+Importing this package is light (no torch): classes are loaded on first use, so ``gr2.config``
+(which reads :mod:`gr2.prerank.config`) and ``gr2 --help`` stay fast.
 """
 
 from __future__ import annotations
 
-from .base import Preranker, full_catalogue_metrics, mask_seen_, top_k
-from .cooc import CooccurrencePreranker
-from .llm_beam import LLMBeamPreranker
-from .popularity import PopularityPreranker
-from .sasrec import SASRecConfig, SASRecModel, SASRecPreranker
+import importlib
+from typing import Any
 
-__all__ = [
-    "Preranker",
-    "top_k",
-    "full_catalogue_metrics",
-    "mask_seen_",
-    "PopularityPreranker",
-    "CooccurrencePreranker",
-    "LLMBeamPreranker",
-    "SASRecConfig",
-    "SASRecModel",
-    "SASRecPreranker",
-    "PRERANKERS",
-    "make_preranker",
-]
+PRERANKERS: dict[str, str] = {
+    "sasrec": "sasrec:SASRecPreranker",
+    "popularity": "popularity:PopularityPreranker",
+    "cooc": "cooc:CooccurrencePreranker",
+    "llm": "llm_beam:LLMBeamPreranker",
+}
+"""Pre-ranker name → ``module:class`` inside this package."""
 
-PRERANKERS: dict[str, type[Preranker]] = {
-    "sasrec": SASRecPreranker,
-    "popularity": PopularityPreranker,
-    "cooc": CooccurrencePreranker,
-    "llm": LLMBeamPreranker,
+_EXPORTS = {
+    "Preranker": "base", "top_k": "base", "full_catalogue_metrics": "base", "mask_seen_": "base",
+    "PopularityPreranker": "popularity", "CooccurrencePreranker": "cooc", "LLMBeamPreranker": "llm_beam",
+    "SASRecConfig": "sasrec", "SASRecModel": "sasrec", "SASRecPreranker": "sasrec",
 }
 
+__all__ = sorted([*_EXPORTS, "PRERANKERS", "make_preranker"])
 
-def make_preranker(name: str, **kwargs) -> Preranker:
+
+def make_preranker(name: str, **kwargs: Any):
     """Build a pre-ranker by name (``sasrec``, ``popularity``, ``cooc``, ``llm``).
 
     Keyword arguments go to the class: for ``sasrec`` either ``config=SASRecConfig(...)`` or individual
@@ -47,4 +41,18 @@ def make_preranker(name: str, **kwargs) -> Preranker:
     key = name.lower()
     if key not in PRERANKERS:
         raise KeyError(f"unknown pre-ranker {name!r}; choose from {sorted(PRERANKERS)}")
-    return PRERANKERS[key](**kwargs)
+    module, _, cls = PRERANKERS[key].partition(":")
+    return getattr(importlib.import_module(f"gr2.prerank.{module}"), cls)(**kwargs)
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'gr2.prerank' has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"gr2.prerank.{module}"), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_EXPORTS))

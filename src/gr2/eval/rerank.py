@@ -1,0 +1,243 @@
+"""Re-ranking evaluation of any LLM: prompt every candidate list, generate, parse, score.
+
+Prompts come from :func:`gr2.prompts.render.build_messages` (candidates shown shuffled by default,
+keyed by ``example_id``, so a model that copies positions is exposed: method.md §5), answers from
+:func:`gr2.llm.generate.generate_chat` (every decoding parameter explicit) and are read back by the
+prompt's own parser, which maps SIDs or candidate numbers to pre-rank indices and repairs invalid
+answers (unlisted candidates appended in pre-rank order). Metrics are computed on the repaired
+orders, so an invalid answer still gets a (usually pre-rank-like) score; the valid rate says how
+often that happened.
+
+A system's orders are saved as ``eval/systems/<name>.json`` (format: :func:`save_system`); the
+evaluation stage (:func:`gr2.eval.stage.run_eval`) adds every saved system of its split to the results
+table. :func:`run_rerank_eval` does all of it for a run directory.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from gr2.eval.config import EvalConfig
+from gr2.eval.metrics import DEFAULT_NDCG_KS, DEFAULT_RECALL_KS, evaluate_rankings
+from gr2.llm.generate import GenerationParams, generate_chat
+from gr2.prompts.parse import ParseResult, error_counts, identity_rate
+from gr2.prompts.render import ItemText, PromptConfig, build_messages
+from gr2.runs import RunDir, atomic_write_json, atomic_write_text, read_json
+
+log = logging.getLogger(__name__)
+
+RUN_MODELS = ("midtrain", "sft", "rl")
+"""Model names that mean "this run's ``<stage>/model`` folder"."""
+SYSTEMS_DIR = "systems"
+
+
+@dataclass
+class RerankOutput:
+    """One list's answer: the raw text, its parse (``result.status``, ``result.order`` when valid,
+    ``result.repaired`` always a permutation of pre-rank indices, ``result.presented``) and its
+    length in tokens of the model's tokenizer."""
+
+    example_id: str
+    text: str
+    result: ParseResult
+    n_tokens: int
+
+
+# -- inputs ---------------------------------------------------------------------------------------
+def item_texts(items: pd.DataFrame, sids: pd.DataFrame) -> dict[int, ItemText]:
+    """``item_id → ItemText`` from ``data/items.parquet`` and ``sid/sids.parquet`` frames."""
+    sid_of = dict(zip(sids["item_id"].astype(int), sids["sid"]))
+    return {int(i): ItemText(int(i), sid_of[int(i)], t, () if c is None else tuple(c))
+            for i, t, c in zip(items["item_id"], items["title"], items["categories"]) if int(i) in sid_of}
+
+
+def load_item_texts(run: RunDir) -> dict[int, ItemText]:
+    from gr2.data.stage import load_items
+
+    return item_texts(load_items(run), pd.read_parquet(run.file("sid", "sids.parquet")))
+
+
+def model_source(run: RunDir | None, model: str) -> str:
+    """What :func:`gr2.llm.registry.load` should load: ``"midtrain"``, ``"sft"`` or ``"rl"`` mean the
+    run's ``<stage>/model`` folder; anything else (registry name, folder, cached hub id) is passed on."""
+    if model in RUN_MODELS:
+        if run is None:
+            raise ValueError(f"model {model!r} names a stage's model: a run directory is needed")
+        return str(run.file(model, "model"))
+    return model
+
+
+# -- generate and score ---------------------------------------------------------------------------
+def rerank_lists(
+    model: Any,
+    tokenizer: Any,
+    lists_df: pd.DataFrame,
+    items: Mapping[int, ItemText],
+    prompt_cfg: PromptConfig | None = None,
+    params: GenerationParams | None = None,
+    batch_size: int = 4,
+    progress: bool = False,
+) -> list[RerankOutput]:
+    """Re-rank every list of ``lists_df`` (columns ``example_id``, ``history``, ``candidates``) with
+    ``model``; the shuffled presentation is keyed by ``example_id``. Outputs are in row order."""
+    cfg = prompt_cfg or PromptConfig()
+    ids = [str(e) for e in lists_df["example_id"]]
+    prompts = [build_messages(list(h), list(c), cfg, rng_key=e, items=items)
+               for e, h, c in zip(ids, lists_df["history"], lists_df["candidates"])]
+    texts = generate_chat(model, tokenizer, [p.messages for p in prompts], params, batch_size=batch_size,
+                          progress=progress)
+    return [RerankOutput(e, t, p.parse(t), len(tokenizer(t, add_special_tokens=False)["input_ids"]))
+            for e, p, t in zip(ids, prompts, texts)]
+
+
+def _finite(x: float) -> float | None:
+    return None if math.isnan(x) else round(float(x), 4)
+
+
+def _means(orders: Sequence[Sequence[int]], labels: Sequence[np.ndarray], recall_ks: Sequence[int],
+           ndcg_ks: Sequence[int]) -> dict[str, float | None]:
+    res = evaluate_rankings(orders, labels, recall_ks, ndcg_ks)
+    return {k: _finite(v) for k, v in res.items() if k != "n"}
+
+
+def evaluate_rerank(
+    outputs: Sequence[RerankOutput],
+    lists_df: pd.DataFrame,
+    recall_ks: Sequence[int] = DEFAULT_RECALL_KS,
+    ndcg_ks: Sequence[int] = DEFAULT_NDCG_KS,
+) -> dict[str, Any]:
+    """Summary of a re-ranking run on the lists it covers (outputs matched to ``lists_df`` rows by
+    ``example_id``):
+
+    * ``valid_rate`` — share of answers that parse to a permutation of the candidates; ``errors`` —
+      answers per parse status (``ok``, ``wrong_format``, ``foreign``, ``duplicate``, ``missing``);
+    * ``identity_rate_presented`` — share of valid answers that repeat the candidates in the order
+      they were *shown* (position copying); ``identity_rate_prerank`` — share of valid answers equal
+      to the *pre-ranker's* order. They differ only with a shuffled presentation; ``None`` without
+      a valid answer;
+    * ``metrics`` — mean R@k / N@k / MRR / AUC of the repaired orders; ``prerank_metrics`` — the
+      pre-rank order on the same lists;
+    * ``mean_output_tokens``, ``mean_output_chars`` — answer length.
+    """
+    labels_of = dict(zip(lists_df["example_id"].astype(str), lists_df["labels"]))
+    labels = [np.asarray(labels_of[o.example_id]) for o in outputs]
+    results = [o.result for o in outputs]
+    n = len(outputs)
+    return {
+        "n_lists": n,
+        "valid_rate": _finite(sum(r.ok for r in results) / n) if n else None,
+        "errors": error_counts(results),
+        "identity_rate_presented": _finite(identity_rate(results, "presented")),
+        "identity_rate_prerank": _finite(identity_rate(results, "prerank")),
+        "metrics": _means([r.repaired for r in results], labels, recall_ks, ndcg_ks),
+        "prerank_metrics": _means([np.arange(len(x)) for x in labels], labels, recall_ks, ndcg_ks),
+        "mean_output_tokens": _finite(float(np.mean([o.n_tokens for o in outputs]))) if n else None,
+        "mean_output_chars": _finite(float(np.mean([len(o.text) for o in outputs]))) if n else None,
+    }
+
+
+# -- saved systems --------------------------------------------------------------------------------
+def system_path(run: RunDir, name: str) -> Path:
+    """``eval/systems/<name>.json``, the name made file-safe."""
+    slug = re.sub(r"[^A-Za-z0-9._-]+", "_", name).strip("._") or "system"
+    return run.path / "eval" / SYSTEMS_DIR / f"{slug}.json"
+
+
+def save_system(run: RunDir, name: str, model: str, split: str, outputs: Sequence[RerankOutput],
+                summary: Mapping[str, Any], prompt_cfg: PromptConfig | None = None,
+                params: GenerationParams | None = None) -> Path:
+    """Write ``eval/systems/<name>.json``::
+
+        {"name", "model", "split", "n_lists", "prompt": PromptConfig fields, "generation": GenerationParams
+         fields, "orders": {example_id: [pre-rank indices, best first]} (repaired),
+         "valid": {example_id: bool}, "summary": evaluate_rerank(...)}
+
+    and ``eval/systems/<name>.outputs.jsonl`` (one line per list: example_id, status, order,
+    repaired, presented, text) for inspection. Returns the JSON path."""
+    path = system_path(run, name)
+    atomic_write_json(path, {
+        "name": name,
+        "model": model,
+        "split": split,
+        "n_lists": len(outputs),
+        "prompt": asdict(prompt_cfg or PromptConfig()),
+        "generation": (params or GenerationParams()).to_dict(),
+        "orders": {o.example_id: [int(i) for i in o.result.repaired] for o in outputs},
+        "valid": {o.example_id: o.result.ok for o in outputs},
+        "summary": dict(summary),
+    })
+    lines = [json.dumps({"example_id": o.example_id, "status": o.result.status, "order": o.result.order,
+                         "repaired": o.result.repaired, "presented": o.result.presented, "text": o.text},
+                        ensure_ascii=False) for o in outputs]
+    atomic_write_text(path.with_suffix(".outputs.jsonl"), "\n".join(lines) + "\n")
+    return path
+
+
+def load_systems(run: RunDir, split: str) -> list[dict[str, Any]]:
+    """Every saved system of ``split`` (``eval/systems/*.json``), by file name."""
+    folder = run.path / "eval" / SYSTEMS_DIR
+    found = [read_json(p) for p in sorted(folder.glob("*.json"))] if folder.is_dir() else []
+    return [s for s in found if s.get("split") == split]
+
+
+def _recorded_eval_config(run: RunDir) -> EvalConfig:
+    """The run's ``eval`` config as recorded in its manifest (defaults where none is recorded)."""
+    recorded = run.manifest().get("config", {}).get("eval") or {}
+    known = {f.name for f in fields(EvalConfig)}
+    return EvalConfig(**{k: v for k, v in recorded.items() if k in known})
+
+
+def run_rerank_eval(
+    run: RunDir,
+    model: str,
+    name: str | None = None,
+    split: str = "test",
+    n_lists: int | None = None,
+    prompt: PromptConfig | None = None,
+    params: GenerationParams | None = None,
+    batch_size: int = 4,
+    device: str = "auto",
+    seed: int = 0,
+    eval_cfg: EvalConfig | None = None,
+) -> dict[str, Any]:
+    """Re-rank the run's ``candidates/<split>.parquet`` lists with ``model`` (registry name, folder,
+    or ``"midtrain"``/``"sft"``/``"rl"`` for this run's stage model), save the system
+    (``eval/systems/<name>.json``) and, when ``split`` is the results table's split, re-render
+    ``eval/results.{json,md}`` with every row (:func:`gr2.eval.stage.run_eval`; it refits LambdaMART).
+
+    ``n_lists``: evaluate a random sample of that many lists (seeded by ``seed``; the table then
+    compares the system with the pre-rank order on the same lists). ``eval_cfg``: the table's config
+    (default: the one recorded in the run's manifest). Returns :func:`evaluate_rerank`'s summary.
+    """
+    from gr2.eval.stage import load_lists, run_eval
+    from gr2.llm.registry import load
+    from gr2.midtrain.train import resolve_device
+
+    lists = load_lists(run, split)
+    if lists.empty:
+        raise ValueError(f"{run.path}/candidates/{split}.parquet has no lists to re-rank")
+    if n_lists is not None and n_lists < len(lists):
+        lists = lists.sample(n=n_lists, random_state=seed).sort_index()
+    source = model_source(run, model)
+    llm, tok = load(source, device=resolve_device(device))
+    log.info("rerank eval: %s (%s) on %d %s lists", model, source, len(lists), split)
+    outputs = rerank_lists(llm, tok, lists, load_item_texts(run), prompt, params, batch_size, progress=True)
+    summary = evaluate_rerank(outputs, lists)
+    name = name or Path(model).name
+    path = save_system(run, name, model, split, outputs, summary, prompt, params)
+    cfg = eval_cfg or _recorded_eval_config(run)
+    if cfg.split == split:
+        run_eval(run, cfg)
+    else:
+        log.info("rerank eval: %s saved; the results table is on %s lists, not re-rendered", path, cfg.split)
+    return summary

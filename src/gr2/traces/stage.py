@@ -1,0 +1,127 @@
+"""The ``traces`` stage (method.md §5): reasoning traces from a teacher for SFT.
+
+Reads ``data/items.parquet``, ``sid/sids.parquet`` and ``candidates/{split}.parquet``; writes under
+``traces/``:
+
+* ``samples.jsonl`` — every finished teacher call, accepted or not (append-only; a rerun resumes it,
+  see :mod:`gr2.traces.store` and :func:`gr2.traces.sampling.make_record`). A file made under another
+  sampling config is moved aside to ``samples.stale-<UTC time>.jsonl`` first, never mixed in;
+* ``accepted.jsonl`` — one SFT example per accepted trace (:func:`gr2.traces.sampling.sft_example`);
+* ``stats.json`` — :func:`gr2.traces.stats.trace_stats` of the sampled lists, plus the lists used.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import json
+import logging
+import time
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from gr2.prompts.render import ItemText
+from gr2.runs import RunDir, atomic_write_json, atomic_write_text
+from gr2.traces.config import TracesConfig
+from gr2.traces.sampling import TraceExample, sample_traces, sampling_key, sft_example
+from gr2.traces.stats import trace_stats
+from gr2.traces.store import TraceStore
+from gr2.traces.teachers import Teacher, make_teacher
+
+log = logging.getLogger(__name__)
+
+__all__ = ["OUTPUTS", "item_texts", "load_examples", "run_traces"]
+
+OUTPUTS = ("traces/samples.jsonl", "traces/accepted.jsonl", "traces/stats.json")
+
+
+def item_texts(items: pd.DataFrame, sids: pd.DataFrame) -> dict[int, ItemText]:
+    """item_id → what the prompt shows of it (SID, title, category path)."""
+    sid_of = dict(zip(sids["item_id"].astype(int), sids["sid"].astype(str)))
+    missing = set(items["item_id"].astype(int)) - set(sid_of)
+    if missing:
+        raise ValueError(f"sid/sids.parquet has no SID for {len(missing)} items (e.g. {sorted(missing)[:5]})")
+    cats = items["categories"] if "categories" in items else [()] * len(items)
+    return {int(i): ItemText(int(i), sid_of[int(i)], title=t, categories=() if c is None else list(c))
+            for i, t, c in zip(items["item_id"], items["title"], cats)}
+
+
+def load_examples(lists: pd.DataFrame, texts: dict[int, ItemText], n: int | None,
+                  seed: int) -> tuple[list[TraceExample], dict[str, int]]:
+    """The lists whose target is among the candidates, then ``n`` of them (seeded, order kept)."""
+    keep: list[TraceExample] = []
+    for row in lists.itertuples(index=False):
+        cands = [int(c) for c in row.candidates]
+        target = int(row.target)
+        if target not in cands:
+            continue
+        keep.append(TraceExample(str(row.example_id), tuple(texts[int(h)] for h in row.history),
+                                 tuple(texts[c] for c in cands), cands.index(target)))
+    counts = {"lists": len(lists), "with_target": len(keep)}
+    if n is not None and n < len(keep):
+        idx = np.sort(np.random.default_rng(seed).choice(len(keep), size=n, replace=False))
+        keep = [keep[i] for i in idx]
+    counts["sampled"] = len(keep)
+    return keep, counts
+
+
+def _open_store(path, key: str) -> TraceStore:
+    """The store at ``path``; one written under another sampling key is moved aside first."""
+    store = TraceStore(path)
+    if any(r.get("key") != key for r in store):
+        stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%S")
+        aside = path.with_name(f"samples.stale-{stamp}.jsonl")
+        log.warning("%s was sampled under another config; moved to %s", path, aside.name)
+        path.rename(aside)
+        store = TraceStore(path)
+    return store
+
+
+def run_traces(run: RunDir, cfg: TracesConfig, teacher: Teacher | None = None) -> dict[str, Any]:
+    """Sample traces for ``cfg.split`` lists and write the SFT set and its statistics.
+
+    ``teacher`` overrides the one ``cfg`` describes (tests, or a teacher built by the caller).
+    """
+    t0 = time.perf_counter()
+    texts = item_texts(pd.read_parquet(run.file("data", "items.parquet")),
+                       pd.read_parquet(run.file("sid", "sids.parquet")))
+    lists = pd.read_parquet(run.file("candidates", f"{cfg.split}.parquet"))
+    examples, counts = load_examples(lists, texts, cfg.n_examples, cfg.seed)
+    log.info("traces: %d of %d %s lists (%d contain their target), mode %s",
+             counts["sampled"], counts["lists"], cfg.split, counts["with_target"], cfg.mode)
+    out = run.stage_dir("traces")
+    owned = teacher is None
+    if teacher is None and cfg.teacher == "evidence":
+        from gr2.traces.evidence import EvidenceTeacher
+
+        teacher = EvidenceTeacher.from_run(run, split=cfg.split, max_history=cfg.prompt.max_history,
+                                           sid_wrap=cfg.prompt.sid_wrap)
+    teacher = teacher or make_teacher(cfg)
+    try:
+        store = _open_store(out / "samples.jsonl", sampling_key(cfg, teacher.name))
+        records = sample_traces(teacher, examples, cfg, store, progress=True)
+    finally:
+        if owned and hasattr(teacher, "close"):
+            teacher.close()
+    if not (out / "samples.jsonl").exists():  # nothing to ask: still leave the promised file
+        (out / "samples.jsonl").touch()
+
+    by_id = {e.example_id: e for e in examples}
+    accepted = [sft_example(by_id[r["example_id"]], r, cfg.prompt) for r in records if r["accepted"]]
+    atomic_write_text(out / "accepted.jsonl",
+                      "".join(json.dumps(a, ensure_ascii=False) + "\n" for a in accepted))
+    stats = trace_stats(records)
+    atomic_write_json(out / "stats.json", {
+        "split": cfg.split, "lists": counts, "config": dataclasses.asdict(cfg), **stats,
+        "teacher": {"name": teacher.name, **stats["teacher"]},  # who, and its first-try quality
+        "seconds": round(time.perf_counter() - t0, 2),
+    })
+    summary = {
+        "examples": counts["sampled"], "calls": stats["calls"], "accepted": len(accepted),
+        "acceptance_rate": stats["acceptance"]["rate"], "valid_rate": stats["valid_rate"],
+        "teacher_R@1": stats["teacher"]["R@1"], "prerank_R@1": stats["teacher"]["prerank_R@1"],
+    }
+    log.info("traces: %s", summary)
+    return summary
