@@ -20,8 +20,15 @@ DESCRIPTIONS = {
     "candidates": "Fit the pre-ranker and write K-candidate lists for train/val/test.",
     "midtrain": "Mid-train the student LLM on SID tokens (persona, next-SID, captioning, general LM); "
                 "write midtrain/model and midtrain/metrics.json.",
+    "traces": "Sample reasoning traces from a teacher (rejection or targeted sampling) on the training lists; "
+              "write traces/samples.jsonl, accepted.jsonl and stats.json (resumable).",
+    "sft": "Fine-tune the student on the accepted traces with the weighted loss (λ_r reasoning, λ_o ranking); "
+           "write sft/model and sft/metrics.json.",
+    "rl": "Train the re-ranker with DAPO and verifiable re-ranking rewards; write rl/model, rl/log.jsonl "
+          "and rl/metrics.json.",
     "eval": "Score the pre-rank order and baselines on the candidate lists; write eval/results.md. "
-            "`gr2 eval retrieval` measures a model as a full-catalogue retriever instead.",
+            "`gr2 eval rerank --model M` adds an LLM's row; `gr2 eval retrieval` measures a model as a "
+            "full-catalogue retriever.",
 }
 
 
@@ -44,7 +51,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     run = sub.add_parser("run", help="run every stage in order (resumable)",
-                         description="Run data → sid → candidates → midtrain → eval in a run directory, "
+                         description="Run data → sid → candidates → midtrain → traces → sft → rl → eval in a run "
+                                     "directory, "
                                      "skipping stages that are already complete for the same config.")
     run.add_argument("--out", "--run-dir", dest="run_dir", type=Path, required=True, help="run directory")
     run.add_argument("--stages", nargs="+", metavar="STAGE", help="only these stages (default: all)")
@@ -59,14 +67,23 @@ def build_parser() -> argparse.ArgumentParser:
         if name == "candidates":
             p.add_argument("--prerank", choices=["sasrec", "popularity", "cooc", "llm"],
                            help="pre-ranker (llm: beam search with the run's mid-trained model)")
+        if name == "traces":
+            p.add_argument("--teacher", choices=["local", "openai", "evidence"],
+                           help="teacher backend (model: --set traces.model=NAME)")
+            p.add_argument("--mode", choices=["rejection", "targeted"], help="sampling mode")
+        if name == "rl":
+            p.add_argument("--reward", choices=["conditional", "naive", "auc", "ndcg"], help="reward function")
         if name == "eval":
-            p.add_argument("action", nargs="?", choices=["table", "retrieval"], default="table",
-                           help="table: re-ranking results table (default); retrieval: full-catalogue "
-                                "R@5/10, N@5/10 of an LLM's constrained beam search")
-            p.add_argument("--model", default="midtrain",
-                           help="retrieval: midtrain/sft/rl (the run's model), a registry name or a folder")
-            p.add_argument("--split", choices=["val", "test"], default="test", help="retrieval: split")
-            p.add_argument("--sample", type=int, default=500, help="retrieval: users evaluated (0 = all)")
+            p.add_argument("action", nargs="?", choices=["table", "rerank", "retrieval"], default="table",
+                           help="table: re-ranking results table (default); rerank: add an LLM re-ranker's "
+                                "row; retrieval: full-catalogue R@5/10, N@5/10 of an LLM's beam search")
+            p.add_argument("--model", default=None,
+                           help="rerank/retrieval: midtrain/sft/rl (the run's model), a registry name or a "
+                                "folder (default: rl for rerank, midtrain for retrieval)")
+            p.add_argument("--name", help="rerank: row name (default: the model's name)")
+            p.add_argument("--split", choices=["val", "test"], default="test", help="rerank/retrieval: split")
+            p.add_argument("--sample", type=int, default=None,
+                           help="rerank: lists (default eval.llm_lists); retrieval: users (default 500); 0 = all")
             p.add_argument("--num-beams", type=int, default=10, help="retrieval: beam width")
         if name == "sid":
             p.add_argument("action", nargs="?", choices=["train", "ablate"], default="train",
@@ -79,8 +96,10 @@ def _config(args: argparse.Namespace):
     base: dict = {}
     if args.dataset:
         base.setdefault("data", {})["dataset"] = args.dataset
-    if getattr(args, "prerank", None):
-        base.setdefault("candidates", {})["prerank"] = args.prerank
+    for flag, section, key in (("prerank", "candidates", "prerank"), ("teacher", "traces", "teacher"),
+                               ("mode", "traces", "mode"), ("reward", "rl", "reward")):
+        if getattr(args, flag, None):
+            base.setdefault(section, {})[key] = getattr(args, flag)
     path = args.config
     run_dir = args.run_dir
     if path is None and args.profile is None and (run_dir / "config.yaml").exists():
@@ -88,6 +107,24 @@ def _config(args: argparse.Namespace):
     elif path is None:
         path = profile_path(args.profile or "quick")
     return load_config(path, args.overrides, base=base)
+
+
+def _rerank(args: argparse.Namespace, cfg) -> None:
+    """``gr2 eval rerank``: one LLM's row, greedy, in the prompt format the run trained with."""
+    from gr2.eval.rerank import run_rerank_eval, trained_prompt
+    from gr2.llm.generate import GenerationParams
+    from gr2.runs import RunDir
+
+    run = RunDir(args.run_dir)
+    e = cfg.eval
+    lists = e.llm_lists if args.sample is None else args.sample or None
+    summary = run_rerank_eval(run, args.model or "rl", args.name, args.split, lists, trained_prompt(run),
+                              GenerationParams(max_new_tokens=e.llm_max_new_tokens, temperature=0.0),
+                              e.llm_batch_size, seed=e.seed, eval_cfg=e)
+    m = summary["metrics"]
+    print(f"{summary['n_lists']} lists: valid {summary['valid_rate']}, R@1 {m.get('R@1')}, N@5 {m.get('N@5')} "
+          f"(pre-rank order on the same lists: R@1 {summary['prerank_metrics'].get('R@1')}, "
+          f"N@5 {summary['prerank_metrics'].get('N@5')}); table in {run.path}/eval/results.md")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -114,8 +151,10 @@ def main(argv: list[str] | None = None) -> int:
             from gr2.eval.retrieval import run_retrieval_eval
             from gr2.runs import RunDir
 
-            run_retrieval_eval(RunDir(args.run_dir), args.model, args.split, args.sample or None,
-                               args.num_beams)
+            sample = 500 if args.sample is None else args.sample or None
+            run_retrieval_eval(RunDir(args.run_dir), args.model or "midtrain", args.split, sample, args.num_beams)
+        elif args.command == "eval" and args.action == "rerank":
+            _rerank(args, cfg)
         else:
             run_pipeline(args.run_dir, cfg, stages=[args.command], force=[args.command] if args.force else [])
     except (ConfigError, DataFormatError, FileNotFoundError, RuntimeError) as exc:

@@ -36,6 +36,9 @@ class Stage:
     """Stages whose outputs this one reads."""
     outputs: tuple[str, ...]
     """Files (relative to the run directory) that must exist for the stage to count as done."""
+    after: tuple[str, ...] = ()
+    """Stages read only when present (e.g. the models the eval table scores): not required, but a
+    stage that re-ran in the same call makes this one re-run too."""
 
     def load(self) -> Callable[[RunDir, Any], dict[str, Any]]:
         module, _, attr = self.function.partition(":")
@@ -59,7 +62,7 @@ STAGES: tuple[Stage, ...] = (
     Stage("rl", "gr2.rl.stage:run_rl", "rl", ("sft",),
           ("rl/model/config.json", "rl/metrics.json", "rl/log.jsonl")),
     Stage("eval", "gr2.eval.stage:run_eval", "eval", ("data", "candidates"),
-          ("eval/results.json", "eval/results.md")),
+          ("eval/results.json", "eval/results.md"), after=("midtrain", "sft", "rl")),
 )
 STAGE_NAMES = tuple(s.name for s in STAGES)
 
@@ -133,7 +136,7 @@ def run_pipeline(
         if name not in wanted:
             continue
         stage = get_stage(name)
-        if redo & set(stage.upstream):
+        if redo & set(stage.upstream + stage.after):
             redo.add(name)
         if run_stage(run, cfg, name, force=name in redo) is not None:
             redo.add(name)  # everything downstream of a stage that ran is rebuilt on its outputs

@@ -96,6 +96,15 @@ def test_llm_preranker_lists_and_retrieval_eval(generic_dir: Path, tmp_path: Pat
     assert main(["eval", "retrieval", "--run-dir", str(run.path), "--sample", "2", "--split", "val"]) == 0
     assert json.loads((run.path / "eval/retrieval-val.json").read_text())["n_users"] == 2
 
+    # the same tiny model as a re-ranker: its garbage is repaired to the input order, row added
+    argv = ["eval", "rerank", "--run-dir", str(run.path), "--model", "midtrain", "--name", "tiny",
+            "--sample", "2", "--set", "eval.lambdamart=false", "--set", "eval.llm_max_new_tokens=8",
+            "--set", "eval.bootstrap=20"]
+    assert main(argv) == 0
+    system = json.loads((run.path / "eval/systems/tiny.json").read_text())
+    assert system["summary"]["n_lists"] == 2 and len(system["orders"]) == 2
+    assert "tiny" in (run.path / "eval/results.md").read_text()
+
 
 def test_llm_preranker_needs_a_model(generic_dir: Path, tmp_path: Path):
     cfg = load_config(None, [*TINY, "candidates.prerank=llm"], base={"data": {"dataset": str(generic_dir)}})

@@ -27,3 +27,15 @@ class EvalConfig:
     the non-LLM bar of method.md §2). Only on the test split, where its training lists are honest."""
     lambdamart_params: dict[str, Any] = field(default_factory=dict)
     """Fields of :class:`gr2.rerank.LambdaMARTConfig` (e.g. ``learning_rate``, ``cv_folds``)."""
+    llm_models: list[str] = field(default_factory=lambda: ["sft", "rl"])
+    """LLM re-rankers to add as rows: ``midtrain``/``sft``/``rl`` (this run's stage model; skipped
+    when that stage has not run), registry names or model folders. Prompts use the run's
+    ``traces.prompt`` config, the format the student was trained on."""
+    llm_lists: int | None = 300
+    """Re-rank a seeded sample of this many lists with each LLM (``None``: all; generation costs
+    about 1 s per list for the 135M model on 2 CPU cores). The table then also shows the pre-rank
+    order on the same lists."""
+    llm_max_new_tokens: int = 384
+    """Greedy-decoding budget per answer."""
+    llm_batch_size: int = 8
+    """Lists generated together."""

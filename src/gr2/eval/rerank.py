@@ -209,6 +209,7 @@ def run_rerank_eval(
     device: str = "auto",
     seed: int = 0,
     eval_cfg: EvalConfig | None = None,
+    render: bool = True,
 ) -> dict[str, Any]:
     """Re-rank the run's ``candidates/<split>.parquet`` lists with ``model`` (registry name, folder,
     or ``"midtrain"``/``"sft"``/``"rl"`` for this run's stage model), save the system
@@ -217,7 +218,8 @@ def run_rerank_eval(
 
     ``n_lists``: evaluate a random sample of that many lists (seeded by ``seed``; the table then
     compares the system with the pre-rank order on the same lists). ``eval_cfg``: the table's config
-    (default: the one recorded in the run's manifest). Returns :func:`evaluate_rerank`'s summary.
+    (default: the one recorded in the run's manifest); ``render=False`` only saves the system (the
+    eval stage renders the table itself). Returns :func:`evaluate_rerank`'s summary.
     """
     from gr2.eval.stage import load_lists, run_eval
     from gr2.llm.registry import load
@@ -236,8 +238,17 @@ def run_rerank_eval(
     name = name or Path(model).name
     path = save_system(run, name, model, split, outputs, summary, prompt, params)
     cfg = eval_cfg or _recorded_eval_config(run)
+    if not render:
+        return summary
     if cfg.split == split:
         run_eval(run, cfg)
     else:
         log.info("rerank eval: %s saved; the results table is on %s lists, not re-rendered", path, cfg.split)
     return summary
+
+
+def trained_prompt(run: RunDir) -> PromptConfig:
+    """The prompt format the run's student was trained on (its recorded ``traces.prompt``)."""
+    recorded = run.manifest().get("config", {}).get("traces", {}).get("prompt") or {}
+    known = {f.name for f in fields(PromptConfig)}
+    return PromptConfig(**{k: v for k, v in recorded.items() if k in known})

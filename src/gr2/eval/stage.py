@@ -74,7 +74,23 @@ def run_eval(run: RunDir, cfg: EvalConfig) -> dict:
     systems = baseline_orders(lists, counts, cfg)
     if cfg.lambdamart and cfg.split == "test":
         systems["LambdaMART (val-trained)"] = [lambdamart_orders(run, split, lists, cfg)]
+    llm_rows(run, cfg)
     return write_results(run, lists, systems, cfg)
+
+
+def llm_rows(run: RunDir, cfg: EvalConfig) -> None:
+    """Re-rank with each of ``cfg.llm_models`` (greedy, the trained prompt format) and save it as a
+    system (``eval/systems/``), which :func:`write_results` turns into a row."""
+    from gr2.eval.rerank import run_rerank_eval, trained_prompt
+    from gr2.llm.generate import GenerationParams
+
+    for model in cfg.llm_models:
+        if model in ("midtrain", "sft", "rl") and not (run.path / model / "model" / "config.json").exists():
+            log.info("eval: no %s model in this run, row skipped", model)
+            continue
+        params = GenerationParams(max_new_tokens=cfg.llm_max_new_tokens, temperature=0.0)
+        run_rerank_eval(run, model, split=cfg.split, n_lists=cfg.llm_lists, prompt=trained_prompt(run),
+                        params=params, batch_size=cfg.llm_batch_size, seed=cfg.seed, eval_cfg=cfg, render=False)
 
 
 def saved_orders(saved: list[dict], lists: pd.DataFrame, taken: set[str]
