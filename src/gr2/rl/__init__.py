@@ -1,10 +1,18 @@
-"""RL stage (DAPO) of GR2: rewards and, later, the trainer.
+"""RL stage (DAPO) of GR2: rewards, the reward-hacking ablation, the DAPO trainer and the stage.
 
-Kept light on purpose: importing ``gr2.rl`` pulls in numpy only (no torch); heavy modules are
-imported from their own submodules.
+Kept light on purpose: importing ``gr2.rl`` pulls in numpy only (no torch). The rewards are imported
+eagerly; every other name is loaded on first use from its submodule:
+
+* :mod:`gr2.rl.config` — ``RLConfig``;
+* :mod:`gr2.rl.ablation` — ``expected_rewards``, ``markdown_table`` (pure);
+* :mod:`gr2.rl.dapo` — ``RerankReward``, ``DAPOTrainer``, ``dynamic_sample`` (import torch and TRL);
+* :mod:`gr2.rl.stage` — ``run_rl``, ``train_rl``.
 """
 
 from __future__ import annotations
+
+import importlib
+from typing import Any
 
 from gr2.rl.rewards import (
     DEFAULT_ALPHA,
@@ -22,7 +30,19 @@ from gr2.rl.rewards import (
     soft_overlong_penalty,
 )
 
+_LAZY = {
+    "RLConfig": "config",
+    "expected_rewards": "ablation",
+    "markdown_table": "ablation",
+    "DAPOTrainer": "dapo",
+    "RerankReward": "dapo",
+    "dynamic_sample": "dapo",
+    "run_rl": "stage",
+    "train_rl": "stage",
+}
+
 __all__ = [
+    *sorted(_LAZY),
     "DEFAULT_ALPHA",
     "DEFAULT_INVALID",
     "REWARDS",
@@ -37,3 +57,16 @@ __all__ = [
     "rank_promotion",
     "soft_overlong_penalty",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'gr2.rl' has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"gr2.rl.{module}"), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_LAZY))

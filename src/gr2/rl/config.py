@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Literal, get_args
 
 from gr2.prompts.render import PromptConfig
 
-REWARD_NAMES = ("conditional", "naive", "auc", "ndcg")
-"""Keys of :data:`gr2.rl.rewards.REWARDS` (repeated here so reading the config needs no numpy)."""
+RewardName = Literal["conditional", "naive", "auc", "ndcg"]
+"""Keys of :data:`gr2.rl.rewards.REWARDS` (named here so reading the config needs no numpy)."""
+REWARD_NAMES: tuple[str, ...] = get_args(RewardName)
 
 
 @dataclass
@@ -34,14 +35,14 @@ class RLConfig:
     """Modules that get LoRA adapters."""
 
     # -- reward ---------------------------------------------------------------------------------
-    reward: Literal["conditional", "naive", "auc", "ndcg"] = "conditional"
+    reward: RewardName = "conditional"
     """Task reward (``gr2.rl.rewards``): ``conditional`` (the paper's, single positive), ``naive``
     (hackable, for the ablation only), ``auc`` / ``ndcg`` (multi-positive slates)."""
     alpha: float = 0.2
     """Weight α of the format reward [P]."""
     invalid_reward: float = -1.0
     """Reward of an output that does not parse into a valid permutation [D]."""
-    overlong_buffer: int = 64
+    overlong_buffer: int = 128
     """DAPO's soft overlong punishment buffer ``L_c`` in tokens: completions longer than
     ``max_completion_length - overlong_buffer`` lose up to 1 (linearly, -1 at the limit). 0 turns it
     off (generation never exceeds ``max_completion_length``)."""
@@ -67,8 +68,9 @@ class RLConfig:
     max_resample_rounds: int = 3
     """Extra generation rounds at most per step to refill dropped groups; if the batch is still not
     full the step trains on the groups it has (logged)."""
-    max_completion_length: int = 256
-    """Tokens generated per completion at most (``L_max``)."""
+    max_completion_length: int = 512
+    """Tokens generated per completion at most (``L_max``; GR2 writes ~130 reasoning tokens, and ten
+    SIDs with their JSON take ~80 more)."""
     temperature: float = 1.0
     """Rollout sampling temperature (DAPO: 1.0)."""
     top_p: float = 1.0

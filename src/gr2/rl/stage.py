@@ -1,0 +1,260 @@
+"""The ``rl`` stage (method.md §7): DAPO on re-ranking prompts with the conditional reward.
+
+Reads ``candidates/{split}.parquet`` (for each ``split``), ``data/items.parquet``,
+``sid/sids.parquet`` and the starting policy (``sft/model``, ``midtrain/model`` or any model
+``gr2.llm.registry.load`` resolves; see ``gr2.eval.rerank.model_source``); writes under ``rl/``:
+
+* ``model/`` — the trained policy + tokenizer (``save_pretrained``, written atomically; LoRA merged);
+* ``log.jsonl`` — one JSON object per logging step: ``step``, TRL's metrics (``loss``, ``reward``,
+  ``reward_std``, ``frac_reward_zero_std``, ``completions/mean_length``, ``clip_ratio/…``,
+  ``learning_rate``, …) and ours (``rl/valid_rate``, ``rl/format_rate``, ``rl/copy_shown_rate``,
+  ``rl/copy_prerank_rate``, ``rl/task_reward``, ``rl/overlong_penalty`` from
+  :class:`gr2.rl.dapo.RerankReward`; ``dapo/zero_std_frac``, ``dapo/resample_rounds``,
+  ``dapo/kept_frac``, ``dapo/filled``, ``dapo/kept_reward`` from :class:`gr2.rl.dapo.DAPOTrainer`);
+* ``tb/`` — the same scalars for TensorBoard;
+* ``checkpoints/checkpoint-N`` — every ``save_steps``; a re-run resumes from the latest one (log
+  lines after it are dropped first), deleted at the end unless ``keep_checkpoints``;
+* ``metrics.json`` — what was trained (policy, lists, reward, settings) and a summary of the log.
+
+:func:`train_rl` is the same training without a run directory (a model, its tokenizer, prompt rows).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import shutil
+import time
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from gr2.prompts.render import ItemText, PromptConfig, apply_chat_template, build_messages
+from gr2.rl.config import RLConfig
+from gr2.runs import RunDir, atomic_path, atomic_write_json
+
+log = logging.getLogger(__name__)
+
+OUTPUTS = ("rl/model/config.json", "rl/metrics.json", "rl/log.jsonl")
+SINGLE_POSITIVE = ("conditional", "naive")
+#: Log fields summarised in ``metrics.json``.
+SUMMARY_KEYS = ("reward", "rl/valid_rate", "rl/format_rate", "rl/copy_shown_rate", "rl/copy_prerank_rate",
+                "dapo/zero_std_frac", "dapo/resample_rounds", "dapo/kept_frac", "completions/mean_length")
+
+
+# --------------------------------------------------------------------------- data → prompt rows
+def select_lists(lists: pd.DataFrame, cfg: RLConfig) -> pd.DataFrame:
+    """The lists trained on: those with a positive (others have one reward for every order), a
+    seeded sample of ``n_examples``. Single-positive rewards refuse slates with several positives."""
+    n_pos = lists["labels"].map(lambda ls: sum(1 for x in ls if x > 0))
+    if cfg.reward in SINGLE_POSITIVE and (n_pos > 1).any():
+        raise ValueError(f"rl.reward={cfg.reward!r} needs one positive per list; {int((n_pos > 1).sum())} "
+                         "lists have several: use reward 'auc' or 'ndcg'")
+    kept = lists[n_pos > 0]
+    if cfg.n_examples is not None and len(kept) > cfg.n_examples:
+        kept = kept.sample(n=cfg.n_examples, random_state=cfg.seed)
+    return kept.reset_index(drop=True)
+
+
+def prompt_rows(lists: pd.DataFrame, items: Mapping[int, ItemText], tokenizer: Any,
+                prompt_cfg: PromptConfig) -> list[dict[str, Any]]:
+    """One training row per list: the prompt text (the tokenizer's chat template, ChatML when it has
+    none) and the columns the reward reads (``candidate_sids``, ``presented``, ``candidate_labels``). The
+    shuffled presentation is keyed by ``example_id``, so it is fixed per list."""
+    rows = []
+    for ex_id, hist, cands, labels in zip(lists["example_id"], lists["history"], lists["candidates"],
+                                          lists["labels"]):
+        rp = build_messages(list(hist), list(cands), prompt_cfg, rng_key=str(ex_id), items=items)
+        rows.append({"prompt": apply_chat_template(tokenizer, rp.messages, fallback="chatml"),
+                     "candidate_sids": rp.candidate_sids, "presented": rp.presented,
+                     "candidate_labels": [int(x) for x in labels], "example_id": str(ex_id)})
+    return rows
+
+
+# --------------------------------------------------------------------------- training
+def grpo_args(cfg: RLConfig, output_dir: Path, device: str) -> Any:
+    """TRL's ``GRPOConfig`` for ``cfg``, CPU-safe (docs/resources.md: bf16 only on a CUDA device that
+    supports it, activation checkpointing off, ``use_cpu`` without CUDA)."""
+    import torch
+    from trl import GRPOConfig
+
+    cuda = device.startswith("cuda")
+    return GRPOConfig(
+        output_dir=str(output_dir),
+        max_steps=cfg.steps,
+        learning_rate=cfg.lr,
+        lr_scheduler_type="constant_with_warmup",
+        warmup_steps=cfg.warmup_steps,
+        per_device_train_batch_size=cfg.batch_size * cfg.num_generations // cfg.grad_accum,
+        gradient_accumulation_steps=cfg.grad_accum,
+        num_generations=cfg.num_generations,
+        max_completion_length=cfg.max_completion_length,
+        temperature=cfg.temperature,
+        top_p=cfg.top_p,
+        epsilon=cfg.epsilon,
+        epsilon_high=cfg.epsilon_high,
+        beta=cfg.beta,
+        loss_type=cfg.loss_type,
+        scale_rewards=cfg.scale_rewards,
+        bf16=bool(cuda and torch.cuda.is_bf16_supported()),
+        fp16=False,
+        activation_checkpointing=False,  # TRL defaults it (alias gradient_checkpointing) to True
+        use_cpu=not cuda,
+        save_strategy="steps",
+        save_steps=max(1, cfg.save_steps),
+        save_total_limit=cfg.save_total_limit,
+        logging_steps=max(1, cfg.logging_steps),
+        report_to="none",
+        seed=cfg.seed,
+        data_seed=cfg.seed,
+        dataloader_num_workers=0,
+        disable_tqdm=True,
+    )
+
+
+def _jsonl_logger(path: Path) -> Any:
+    from transformers import TrainerCallback
+
+    class JsonlLogger(TrainerCallback):
+        """Appends every training-step log (the ones carrying ``reward``) to ``path``."""
+
+        def on_log(self, args, state, control, logs=None, **kwargs):  # noqa: ANN001 - transformers' API
+            if state.is_world_process_zero and logs and "reward" in logs:
+                with path.open("a", encoding="utf-8") as fh:
+                    fh.write(json.dumps({"step": int(state.global_step), **logs}, default=float) + "\n")
+
+    return JsonlLogger()
+
+
+def read_log(path: Path) -> list[dict[str, Any]]:
+    """The lines of a ``log.jsonl`` (empty when it does not exist)."""
+    if not path.exists():
+        return []
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+
+
+def _truncate_log(path: Path, step: int) -> None:
+    """Drop log lines after ``step`` (written by an interrupted run past its last checkpoint)."""
+    lines = [x for x in read_log(path) if x["step"] <= step]
+    with atomic_path(path) as tmp:
+        tmp.write_text("".join(json.dumps(x) + "\n" for x in lines), encoding="utf-8")
+
+
+def train_rl(model: Any, tokenizer: Any, rows: Sequence[Mapping[str, Any]], cfg: RLConfig,
+             out_dir: Path) -> tuple[Any, dict[str, Any]]:
+    """DAPO on ``rows`` (dicts with ``prompt`` text, ``candidate_sids``, ``presented``,
+    ``candidate_labels``; see :func:`prompt_rows`). Writes ``out_dir/{log.jsonl, tb/, checkpoints/, model/}`` and resumes
+    from the latest checkpoint in ``out_dir/checkpoints``. Returns ``(trained model, info)``; info has
+    ``resumed_from``, ``global_step``, ``train_loss``, ``seconds``."""
+    import torch
+    from datasets import Dataset
+    from torch.utils.tensorboard import SummaryWriter
+    from transformers.integrations import TensorBoardCallback
+
+    from gr2.midtrain.train import latest_checkpoint, resolve_device
+    from gr2.rl.dapo import DAPOTrainer, RerankReward
+
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    if cfg.num_threads:
+        torch.set_num_threads(cfg.num_threads)
+    torch.manual_seed(cfg.seed)
+    device = resolve_device(cfg.device)
+    model.to(device)
+    peft_config = None
+    if cfg.lora:
+        from peft import LoraConfig
+
+        peft_config = LoraConfig(r=cfg.lora_r, lora_alpha=cfg.lora_alpha, lora_dropout=cfg.lora_dropout,
+                                 target_modules=list(cfg.lora_targets), task_type="CAUSAL_LM")
+    reward = RerankReward(cfg.reward, alpha=cfg.alpha, invalid=cfg.invalid_reward, reasoning=cfg.reasoning,
+                          max_completion_length=cfg.max_completion_length, overlong_buffer=cfg.overlong_buffer)
+    writer = SummaryWriter(log_dir=str(out_dir / "tb"))
+    log_path = out_dir / "log.jsonl"
+    trainer = DAPOTrainer(
+        model=model, reward_funcs=[reward], args=grpo_args(cfg, out_dir / "checkpoints", device),
+        train_dataset=Dataset.from_list([dict(r) for r in rows]), processing_class=tokenizer,
+        peft_config=peft_config, callbacks=[TensorBoardCallback(tb_writer=writer), _jsonl_logger(log_path)],
+        dynamic_sampling=cfg.dynamic_sampling, max_resample_rounds=cfg.max_resample_rounds,
+    )
+    ckpt = latest_checkpoint(out_dir / "checkpoints")
+    if ckpt is not None:
+        log.info("rl: resuming from %s", ckpt)
+        _truncate_log(log_path, json.loads((ckpt / "trainer_state.json").read_text())["global_step"])
+    elif log_path.exists():
+        log_path.unlink()  # a fresh start: an old log would be misread as this run's
+    start = time.perf_counter()
+    result = trainer.train(resume_from_checkpoint=str(ckpt) if ckpt is not None else None)
+    seconds = time.perf_counter() - start
+    writer.close()
+    model = trainer.model
+    if cfg.lora:
+        model = model.merge_and_unload()
+    with atomic_path(out_dir / "model") as tmp:
+        model.save_pretrained(tmp)
+        tokenizer.save_pretrained(tmp)
+    info = {
+        "resumed_from": ckpt.name if ckpt is not None else None,
+        "global_step": int(trainer.state.global_step),
+        "train_loss": round(float(result.training_loss), 6),
+        "seconds": round(seconds, 2),
+        "device": device,
+    }
+    return model, info
+
+
+def summarize_log(lines: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+    """Per key of :data:`SUMMARY_KEYS`: the first and last logged value and the mean over the run."""
+    out: dict[str, Any] = {"lines": len(lines)}
+    for key in SUMMARY_KEYS:
+        vals = [float(x[key]) for x in lines if x.get(key) is not None]
+        if vals:
+            out[key] = {"first": round(vals[0], 4), "last": round(vals[-1], 4),
+                        "mean": round(sum(vals) / len(vals), 4)}
+    out["steps_not_filled"] = sum(1 for x in lines if x.get("dapo/filled") == 0)
+    return out
+
+
+# --------------------------------------------------------------------------- stage
+def run_rl(run: RunDir, cfg: RLConfig) -> dict:
+    """Build prompts for the training lists, train with DAPO, save ``rl/model`` and the logs.
+    Resumes from checkpoints left by an interrupted run of the same config."""
+    from gr2.eval.rerank import load_item_texts, model_source
+    from gr2.llm.registry import load
+
+    t0 = time.perf_counter()
+    out = run.stage_dir("rl")
+    lists = pd.concat([pd.read_parquet(run.file("candidates", f"{s}.parquet")) for s in cfg.split],
+                      ignore_index=True)
+    total = len(lists)
+    lists = select_lists(lists, cfg)
+    if lists.empty:
+        raise ValueError(f"rl: no list with a positive in candidates/{cfg.split}")
+    source = model_source(run, cfg.init)
+    model, tok = load(source)
+    rows = prompt_rows(lists, load_item_texts(run), tok, cfg.prompt_config)
+    log.info("rl: %d lists (of %d) from %s, policy %s", len(rows), total, cfg.split, source)
+    _, info = train_rl(model, tok, rows, cfg, out)
+    lines = read_log(out / "log.jsonl")
+    seconds = time.perf_counter() - t0
+    metrics = {
+        "policy": source,
+        "lists": len(rows),
+        "lists_available": total,
+        "splits": list(cfg.split),
+        "config": dataclasses.asdict(cfg),
+        "train": info,
+        "log": summarize_log(lines),
+        "seconds": round(seconds, 2),
+    }
+    atomic_write_json(out / "metrics.json", metrics)
+    if not cfg.keep_checkpoints:
+        shutil.rmtree(out / "checkpoints", ignore_errors=True)
+    summary = {"lists": len(rows), "steps": info["global_step"], "seconds": round(seconds, 1)}
+    for key in ("reward", "rl/valid_rate", "rl/copy_shown_rate"):
+        if key in metrics["log"]:
+            summary[key.split("/")[-1]] = metrics["log"][key]["last"]
+    return summary
