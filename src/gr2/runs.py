@@ -212,3 +212,18 @@ def package_versions() -> dict[str, str]:
         except metadata.PackageNotFoundError:
             continue
     return versions
+
+
+STAGE_MODELS = ("midtrain", "sft", "rl")
+"""Model names that mean "this run's ``<stage>/model`` folder"."""
+
+
+def model_source(run: RunDir | None, model: str) -> str:
+    """What :func:`gr2.llm.registry.load` should load: ``"midtrain"``, ``"sft"`` or ``"rl"`` mean the
+    run's ``<stage>/model`` folder (an error naming the command to run when it is missing); anything
+    else (registry name, folder, cached hub id) is passed on."""
+    if model in STAGE_MODELS:
+        if run is None:
+            raise ValueError(f"model {model!r} names a stage's model: a run directory is needed")
+        return str(run.file(model, "model/config.json").parent)
+    return model

@@ -16,7 +16,9 @@ from gr2.eval.config import EvalConfig
 from gr2.eval.metrics import evaluate_rankings
 from gr2.eval.stage import run_eval
 from gr2.llm.generate import GenerationParams
+from gr2.prompts.items import load_item_texts
 from gr2.prompts.render import PromptConfig, assistant_text, presentation_order
+from gr2.runs import model_source
 
 from .conftest import K, sid_of
 
@@ -62,7 +64,7 @@ def test_tiny_llama_outputs_are_invalid_and_repaired_to_the_prerank_order(rerank
     folder = tiny_model_dir(rerank_run.path)
     model, tok = AutoModelForCausalLM.from_pretrained(folder), AutoTokenizer.from_pretrained(folder)
     lists = lists_of(rerank_run)
-    outs = rr.rerank_lists(model, tok, lists, rr.load_item_texts(rerank_run), PROMPT,
+    outs = rr.rerank_lists(model, tok, lists, load_item_texts(rerank_run), PROMPT,
                            GenerationParams(max_new_tokens=6), batch_size=4)
     assert [o.example_id for o in outs] == list(lists["example_id"])
     assert all(o.result.repaired == list(range(K)) for o in outs)
@@ -76,7 +78,7 @@ def test_tiny_llama_outputs_are_invalid_and_repaired_to_the_prerank_order(rerank
 def test_position_copier_is_exposed_by_the_shuffle(rerank_run, monkeypatch):
     monkeypatch.setattr(rr, "generate_chat", fake_generator(lambda shown: shown))
     lists = lists_of(rerank_run)
-    outs = rr.rerank_lists(None, _Tok(), lists, rr.load_item_texts(rerank_run), PROMPT)
+    outs = rr.rerank_lists(None, _Tok(), lists, load_item_texts(rerank_run), PROMPT)
     summary = rr.evaluate_rerank(outs, lists)
     presented = [presentation_order(K, PROMPT, e) for e in lists["example_id"]]
     assert [o.result.order for o in outs] == presented
@@ -92,7 +94,7 @@ def test_position_copier_is_exposed_by_the_shuffle(rerank_run, monkeypatch):
 def test_oracle_answers_give_exact_metrics(rerank_run, monkeypatch):
     lists = lists_of(rerank_run)
     monkeypatch.setattr(rr, "generate_chat", fake_generator(oracle(lists)))
-    outs = rr.rerank_lists(None, _Tok(), lists, rr.load_item_texts(rerank_run), PROMPT)
+    outs = rr.rerank_lists(None, _Tok(), lists, load_item_texts(rerank_run), PROMPT)
     summary = rr.evaluate_rerank(outs, lists)
     assert summary["valid_rate"] == 1.0 and summary["errors"]["ok"] == len(lists)
     assert {k: summary["metrics"][k] for k in ("R@1", "R@3", "N@3", "N@5", "N@10", "MRR")} == dict.fromkeys(
@@ -161,10 +163,11 @@ def test_saved_systems_of_other_splits_and_taken_names_are_skipped(rerank_run):
 
 
 def test_model_source(rerank_run):
-    assert rr.model_source(rerank_run, "smollm2-135m") == "smollm2-135m"
+    assert model_source(rerank_run, "smollm2-135m") == "smollm2-135m"
     with pytest.raises(FileNotFoundError, match="sft"):
-        rr.model_source(rerank_run, "sft")
+        model_source(rerank_run, "sft")
     (rerank_run.path / "sft" / "model").mkdir(parents=True)
-    assert rr.model_source(rerank_run, "sft") == str(rerank_run.path / "sft" / "model")
+    (rerank_run.path / "sft" / "model" / "config.json").write_text("{}")
+    assert model_source(rerank_run, "sft") == str(rerank_run.path / "sft" / "model")
     with pytest.raises(ValueError):
-        rr.model_source(None, "rl")
+        model_source(None, "rl")

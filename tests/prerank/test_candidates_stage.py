@@ -15,11 +15,11 @@ import torch
 
 from gr2.cli import main
 from gr2.config import load_config
-from gr2.eval.retrieval import run_retrieval_eval, run_model_path
+from gr2.eval.retrieval import run_retrieval_eval
 from gr2.llm.vocab import add_sid_tokens
 from gr2.pipeline import run_pipeline
 from gr2.prerank.stage import sample_lists
-from gr2.runs import RunDir
+from gr2.runs import RunDir, model_source
 from gr2.sid.render import render_sid
 
 TINY = ["data.k_core=2", "candidates.params.sasrec.max_epochs=2", "candidates.params.sasrec.hidden=16",
@@ -114,5 +114,5 @@ def test_llm_preranker_needs_a_model(generic_dir: Path, tmp_path: Path):
     with pytest.raises(FileNotFoundError, match="gr2 sid"):
         run_candidates(run, cfg.candidates)
     with pytest.raises(FileNotFoundError, match="gr2 sft"):
-        run_model_path(run.path, "sft")
-    assert run_model_path(run.path, "smollm2-135m") == "smollm2-135m"
+        model_source(run, "sft")
+    assert model_source(run, "smollm2-135m") == "smollm2-135m"

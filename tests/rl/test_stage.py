@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 
 from gr2.rl.config import RLConfig
-from gr2.eval.rerank import load_item_texts
+from gr2.prompts.items import load_item_texts
 from gr2.rl.stage import prompt_rows, read_log, select_lists, train_rl
 
 from .conftest import K, PROMPT, make_lists, make_model, make_tokenizer, tiny_cfg

@@ -31,12 +31,12 @@ from gr2.eval.config import EvalConfig
 from gr2.eval.metrics import DEFAULT_NDCG_KS, DEFAULT_RECALL_KS, evaluate_rankings
 from gr2.llm.generate import GenerationParams, generate_chat
 from gr2.prompts.parse import ParseResult, error_counts, identity_rate
+from gr2.prompts.items import load_item_texts
 from gr2.prompts.render import ItemText, PromptConfig, build_messages
-from gr2.runs import RunDir, atomic_write_json, atomic_write_text, read_json
+from gr2.runs import RunDir, atomic_write_json, atomic_write_text, model_source, read_json
 
 log = logging.getLogger(__name__)
 
-RUN_MODELS = ("midtrain", "sft", "rl")
 """Model names that mean "this run's ``<stage>/model`` folder"."""
 SYSTEMS_DIR = "systems"
 
@@ -51,30 +51,6 @@ class RerankOutput:
     text: str
     result: ParseResult
     n_tokens: int
-
-
-# -- inputs ---------------------------------------------------------------------------------------
-def item_texts(items: pd.DataFrame, sids: pd.DataFrame) -> dict[int, ItemText]:
-    """``item_id → ItemText`` from ``data/items.parquet`` and ``sid/sids.parquet`` frames."""
-    sid_of = dict(zip(sids["item_id"].astype(int), sids["sid"]))
-    return {int(i): ItemText(int(i), sid_of[int(i)], t, () if c is None else tuple(c))
-            for i, t, c in zip(items["item_id"], items["title"], items["categories"]) if int(i) in sid_of}
-
-
-def load_item_texts(run: RunDir) -> dict[int, ItemText]:
-    from gr2.data.stage import load_items
-
-    return item_texts(load_items(run), pd.read_parquet(run.file("sid", "sids.parquet")))
-
-
-def model_source(run: RunDir | None, model: str) -> str:
-    """What :func:`gr2.llm.registry.load` should load: ``"midtrain"``, ``"sft"`` or ``"rl"`` mean the
-    run's ``<stage>/model`` folder; anything else (registry name, folder, cached hub id) is passed on."""
-    if model in RUN_MODELS:
-        if run is None:
-            raise ValueError(f"model {model!r} names a stage's model: a run directory is needed")
-        return str(run.file(model, "model"))
-    return model
 
 
 # -- generate and score ---------------------------------------------------------------------------

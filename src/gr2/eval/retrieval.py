@@ -162,23 +162,6 @@ def evaluate_retrieval(
     return res
 
 
-STAGE_MODELS = ("midtrain", "sft", "rl")
-"""Model names that mean "this run's ``<stage>/model`` folder"."""
-
-
-def run_model_path(run_path: Any, model: str) -> str:
-    """``midtrain``/``sft``/``rl`` → that stage's model folder in the run; anything else (a registry
-    name, a folder, a cached hub id) is returned unchanged for :func:`gr2.llm.registry.load`."""
-    from pathlib import Path
-
-    if model in STAGE_MODELS:
-        folder = Path(run_path) / model / "model"
-        if not (folder / "config.json").exists():
-            raise FileNotFoundError(f"{folder} holds no model: run `gr2 {model} --run-dir {run_path}` first")
-        return str(folder)
-    return model
-
-
 def run_retrieval_eval(
     run: Any,
     model: str = "midtrain",
@@ -197,7 +180,7 @@ def run_retrieval_eval(
     from gr2.data.stage import load_split
     from gr2.llm.registry import load
     from gr2.prerank import full_catalogue_metrics, make_preranker
-    from gr2.runs import atomic_write_json, atomic_write_text, read_json
+    from gr2.runs import atomic_write_json, atomic_write_text, model_source, read_json
 
     data = load_split(run)
     n_items = read_json(run.file("data", "stats.json"))["items"]
@@ -212,7 +195,7 @@ def run_retrieval_eval(
         pre = make_preranker(name)
         pre.fit(data.train, n_items)
         rows[name] = full_catalogue_metrics(pre, histories, targets, ks=(5, 10))
-    lm, tok = load(run_model_path(run.path, model))
+    lm, tok = load(model_source(run, model))
     sids = pd.read_parquet(run.file("sid", "sids.parquet"))
     res = evaluate_retrieval(lm, tok, sids, list(zip(histories, targets)), num_beams=num_beams,
                              batch_size=batch_size)

@@ -2,7 +2,7 @@
 
 Reads ``candidates/{split}.parquet`` (for each ``split``), ``data/items.parquet``,
 ``sid/sids.parquet`` and the starting policy (``sft/model``, ``midtrain/model`` or any model
-``gr2.llm.registry.load`` resolves; see ``gr2.eval.rerank.model_source``); writes under ``rl/``:
+``gr2.llm.registry.load`` resolves; see ``gr2.runs.model_source``); writes under ``rl/``:
 
 * ``model/`` — the trained policy + tokenizer (``save_pretrained``, written atomically; LoRA merged);
 * ``log.jsonl`` — one JSON object per logging step: ``step``, TRL's metrics (``loss``, ``reward``,
@@ -222,7 +222,8 @@ def summarize_log(lines: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
 def run_rl(run: RunDir, cfg: RLConfig) -> dict:
     """Build prompts for the training lists, train with DAPO, save ``rl/model`` and the logs.
     Resumes from checkpoints left by an interrupted run of the same config."""
-    from gr2.eval.rerank import load_item_texts, model_source
+    from gr2.prompts.items import load_item_texts
+    from gr2.runs import model_source
     from gr2.llm.registry import load
 
     t0 = time.perf_counter()

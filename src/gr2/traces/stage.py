@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from gr2.prompts.items import load_item_texts
 from gr2.prompts.render import ItemText
 from gr2.runs import RunDir, atomic_write_json, atomic_write_text
 from gr2.traces.config import TracesConfig
@@ -32,20 +33,9 @@ from gr2.traces.teachers import Teacher, make_teacher
 
 log = logging.getLogger(__name__)
 
-__all__ = ["OUTPUTS", "item_texts", "load_examples", "run_traces"]
+__all__ = ["OUTPUTS", "load_examples", "run_traces"]
 
 OUTPUTS = ("traces/samples.jsonl", "traces/accepted.jsonl", "traces/stats.json")
-
-
-def item_texts(items: pd.DataFrame, sids: pd.DataFrame) -> dict[int, ItemText]:
-    """item_id → what the prompt shows of it (SID, title, category path)."""
-    sid_of = dict(zip(sids["item_id"].astype(int), sids["sid"].astype(str)))
-    missing = set(items["item_id"].astype(int)) - set(sid_of)
-    if missing:
-        raise ValueError(f"sid/sids.parquet has no SID for {len(missing)} items (e.g. {sorted(missing)[:5]})")
-    cats = items["categories"] if "categories" in items else [()] * len(items)
-    return {int(i): ItemText(int(i), sid_of[int(i)], title=t, categories=() if c is None else list(c))
-            for i, t, c in zip(items["item_id"], items["title"], cats)}
 
 
 def load_examples(lists: pd.DataFrame, texts: dict[int, ItemText], n: int | None,
@@ -85,8 +75,7 @@ def run_traces(run: RunDir, cfg: TracesConfig, teacher: Teacher | None = None) -
     ``teacher`` overrides the one ``cfg`` describes (tests, or a teacher built by the caller).
     """
     t0 = time.perf_counter()
-    texts = item_texts(pd.read_parquet(run.file("data", "items.parquet")),
-                       pd.read_parquet(run.file("sid", "sids.parquet")))
+    texts = load_item_texts(run)
     lists = pd.read_parquet(run.file("candidates", f"{cfg.split}.parquet"))
     examples, counts = load_examples(lists, texts, cfg.n_examples, cfg.seed)
     log.info("traces: %d of %d %s lists (%d contain their target), mode %s",
