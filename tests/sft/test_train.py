@@ -149,3 +149,11 @@ def test_run_sft_from_the_midtrain_model_with_lora(model, tok, tmp_path):
     assert not torch.equal(trained.model.layers[0].self_attn.q_proj.weight, model.model.layers[0].self_attn.q_proj.weight)
     assert json.loads((out / "metrics.json").read_text())["init"] == "midtrain"
     assert not (out / "checkpoints").exists()
+
+
+def test_examples_whose_prompt_fills_max_len_are_dropped(tok, tmp_path):
+    examples = make_examples(2)
+    rows, stats = encode_examples(tok, examples, 8)
+    assert rows == [] and stats["truncated"] == stats["prompt_too_long"] == 2
+    with pytest.raises(ValueError, match="max_seq_len=8"):
+        train_sft(None, tok, examples, SFTConfig(max_seq_len=8, device="cpu"), tmp_path)

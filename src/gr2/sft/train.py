@@ -154,10 +154,11 @@ class WeightedSFTTrainer(SFTTrainer):
 def encode_examples(tokenizer: Any, examples: Sequence[Mapping[str, Any]], max_len: int | None
                     ) -> tuple[list[dict[str, list[int]]], dict[str, int]]:
     """Every example encoded (:func:`encode_example`) and token statistics: ``examples``,
-    ``truncated`` (examples whose completion was cut by ``max_len``), ``tokens``, ``reasoning_tokens``,
-    ``ranking_tokens`` (after truncation)."""
+    ``truncated`` (examples whose completion was cut by ``max_len``), ``prompt_too_long`` (of those, the
+    ones left without a completion token: dropped), ``tokens``, ``reasoning_tokens``, ``ranking_tokens``
+    (after truncation)."""
     eot = end_of_turn(tokenizer)
-    rows, truncated = [], 0
+    rows, truncated, no_completion = [], 0, 0
     for i, ex in enumerate(examples):
         try:
             row = encode_example(tokenizer, ex["messages"], ex["completion"], eot)
@@ -166,8 +167,11 @@ def encode_examples(tokenizer: Any, examples: Sequence[Mapping[str, Any]], max_l
         if max_len is not None and len(row["input_ids"]) > max_len:
             truncated += 1
             row = {k: v[:max_len] for k, v in row.items()}
+            if row[PARTS].count(REASONING) + row[PARTS].count(RANKING) == 0:
+                no_completion += 1  # the prompt alone fills max_len: nothing to learn from
+                continue
         rows.append(row)
-    stats = {"examples": len(rows), "truncated": truncated,
+    stats = {"examples": len(rows), "truncated": truncated, "prompt_too_long": no_completion,
              "tokens": sum(len(r["input_ids"]) for r in rows),
              "reasoning_tokens": sum(r[PARTS].count(REASONING) for r in rows),
              "ranking_tokens": sum(r[PARTS].count(RANKING) for r in rows)}
@@ -197,9 +201,12 @@ def train_sft(model: Any, tokenizer: Any, examples: Sequence[Mapping[str, Any]],
     torch.manual_seed(cfg.seed)
     if cfg.num_threads:
         torch.set_num_threads(cfg.num_threads)
+    rows, stats = encode_examples(tokenizer, examples, cfg.max_seq_len)
+    if not rows:
+        raise ValueError(f"every SFT example's prompt is longer than sft.max_seq_len={cfg.max_seq_len} tokens: "
+                         "raise it or shorten the prompts (traces.prompt.max_history, item_format=compact)")
     device = resolve_device(cfg.device)
     model.to(device)
-    rows, stats = encode_examples(tokenizer, examples, cfg.max_seq_len)
     if stats["truncated"]:
         log.warning("sft: %d of %d examples longer than max_seq_len=%d: their completion is cut",
                     stats["truncated"], stats["examples"], cfg.max_seq_len)
