@@ -80,6 +80,9 @@ def test_max_history_keeps_most_recent():
     assert "3 most recent of 12" in text
     rp0 = build_messages(HISTORY, CANDS, PromptConfig(max_history=0))
     assert "none" in rp0.messages[1]["content"]
+    short = build_messages(HISTORY[:8], CANDS, PromptConfig(max_history=10))  # fewer items than the cap
+    assert short.history_shown == short.history_total == 8
+    assert all(it.sid in all_text(short) for it in HISTORY[:8]) and "most recent of" not in all_text(short)
 
 
 def test_same_rendering_in_history_and_candidates():

@@ -379,7 +379,7 @@ def build_messages(
 
     total = len(history)
     if cfg.max_history is not None:
-        history = history[len(history) - cfg.max_history:] if cfg.max_history > 0 else []
+        history = history[-cfg.max_history:] if cfg.max_history > 0 else []
     presented = presentation_order(k, cfg, rng_key)
 
     lines: list[str] = []
