@@ -45,7 +45,7 @@ def test_every_stage_on_a_tiny_slice(generic_dir: Path, tmp_path: Path):
         "candidates.prerank=cooc", "candidates.n_train_examples=12",
         f"midtrain.model={student}", "midtrain.n_examples=16", "midtrain.warmup_steps=1", "midtrain.steps=1",
         "midtrain.batch_size=4", "midtrain.max_seq_len=64", "midtrain.eval_examples_per_task=2",
-        "traces.teacher=evidence", f"traces.prompt={json.dumps(PROMPT)}",
+        "traces.teacher=evidence", "traces.gate_override=true", f"traces.prompt={json.dumps(PROMPT)}",
         "sft.steps=1", "sft.batch_size=2", "sft.max_seq_len=2048",
         "rl.steps=1", "rl.batch_size=2", "rl.num_generations=2", "rl.max_completion_length=8",
         "rl.overlong_buffer=4", "rl.n_examples=4", f"rl.prompt={json.dumps(PROMPT)}",

@@ -20,7 +20,7 @@ TINY = ["data.k_core=2", "candidates.prerank=cooc", "candidates.keep_missed=fals
 
 
 def test_evidence_teacher_traces(generic_dir: Path, tmp_path: Path):
-    cfg = load_config(None, [*TINY, "traces.teacher=evidence", "traces.attempts=3"],
+    cfg = load_config(None, [*TINY, "traces.teacher=evidence", "traces.attempts=3", "traces.gate_override=true"],
                       base={"data": {"dataset": str(generic_dir)}})
     run = run_pipeline(tmp_path / "run", cfg, stages=["data", "candidates"])
     n_items = json.loads((run.path / "data/stats.json").read_text())["items"]
@@ -43,3 +43,6 @@ def test_evidence_teacher_traces(generic_dir: Path, tmp_path: Path):
         parsed = parse_output(a["completion"], sids, require_explanation=True)
         assert parsed.ok and parsed.order[0] == a["target_index"], "accepted = the teacher's top-1 is the target"
         assert "Step" in json.loads(a["completion"])["explanation"] or parsed.explanation
+    gate = json.loads((run.path / "traces/teacher_gate.json").read_text())
+    assert gate["lists"] == stats["gate"]["lists"] > 0 and gate["override"] is True
+    assert gate["passed"] is False, "on this deterministic toy data the pre-rank order is already perfect"

@@ -71,7 +71,7 @@ def read_jsonl(path) -> list[dict]:
 
 def test_run_traces_end_to_end(tmp_path):
     run, targets = make_run(tmp_path / "run")
-    cfg = TracesConfig(attempts=2, n_examples=4, batch_size=3, seed=1)
+    cfg = TracesConfig(attempts=2, n_examples=4, batch_size=3, seed=1, gate_lists=0)
     teacher = TargetFirstForEvenUsers(targets)
     summary = run_traces(run, cfg, teacher=teacher)
     assert all((run.path / o).exists() for o in OUTPUTS)
@@ -106,5 +106,5 @@ def test_run_traces_end_to_end(tmp_path):
     assert run_traces(run, cfg, teacher=again) == summary and again.calls == 0
 
     changed = TargetFirstForEvenUsers(targets)  # another sampling config never mixes with the old file
-    run_traces(run, TracesConfig(attempts=2, n_examples=4, batch_size=3, seed=1, temperature=0.2), teacher=changed)
+    run_traces(run, TracesConfig(attempts=2, n_examples=4, batch_size=3, seed=1, temperature=0.2, gate_lists=0), teacher=changed)
     assert changed.calls > 0 and len(list((run.path / "traces").glob("samples.stale-*.jsonl"))) == 1

@@ -76,6 +76,15 @@ class TracesConfig:
     ``(seed, example_id, attempt)``)."""
     batch_size: int = 8
     """Requests per teacher call; the store is flushed after each call (a crash loses one batch)."""
+
+    # -- teacher gate ---------------------------------------------------------------------------
+    gate_lists: int = 200
+    """Lists the teacher answers, shown shuffled, before any trace is sampled (``gr2.traces.gate``);
+    taken from the sampled lists of ``split`` (not ``val``: the evidence teacher is fitted on the
+    validation lists). 0 skips the gate."""
+    gate_override: bool = False
+    """Sample traces even when the teacher fails the gate (its top-1 on shuffled lists does not beat
+    the pre-rank order's R@1 with a 95% interval above zero); the report still shows the failure."""
     prompt: PromptConfig = field(default_factory=PromptConfig)
     """How prompts are rendered (``gr2.prompts.render.PromptConfig``; default: shuffled candidates,
     reasoning on, full item format, beauty priming). A mapping of its fields is accepted too."""
@@ -93,6 +102,7 @@ class TracesConfig:
             "max_retries must be >= 0": self.max_retries >= 0,
             "timeout_s must be > 0": self.timeout_s > 0,
             "n_examples must be >= 1 or None": self.n_examples is None or self.n_examples >= 1,
+            "gate_lists must be >= 0": self.gate_lists >= 0,
         }
         bad = [msg for msg, ok in checks.items() if not ok]
         if bad:

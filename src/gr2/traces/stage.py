@@ -36,6 +36,7 @@ log = logging.getLogger(__name__)
 __all__ = ["OUTPUTS", "load_examples", "run_traces"]
 
 OUTPUTS = ("traces/samples.jsonl", "traces/accepted.jsonl", "traces/stats.json")
+"""``teacher_gate.json`` and ``gate.jsonl`` are written too unless ``gate_lists`` is 0."""
 
 
 def load_examples(lists: pd.DataFrame, texts: dict[int, ItemText], n: int | None,
@@ -62,11 +63,37 @@ def _open_store(path, key: str) -> TraceStore:
     store = TraceStore(path)
     if any(r.get("key") != key for r in store):
         stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%S")
-        aside = path.with_name(f"samples.stale-{stamp}.jsonl")
+        aside = path.with_name(f"{path.stem}.stale-{stamp}.jsonl")
         log.warning("%s was sampled under another config; moved to %s", path, aside.name)
         path.rename(aside)
         store = TraceStore(path)
     return store
+
+
+def check_gate(teacher: Teacher, examples: list[TraceExample], cfg: TracesConfig, out) -> dict[str, Any]:
+    """Run the teacher gate (:mod:`gr2.traces.gate`), write ``teacher_gate.json``; raise unless it
+    passed or ``cfg.gate_override``."""
+    from dataclasses import replace
+
+    from gr2.traces.gate import run_gate
+
+    gate_key = sampling_key(replace(cfg, prompt=replace(cfg.prompt, order="shuffled")), teacher.name)
+    verdict = run_gate(teacher, examples, cfg, _open_store(out / "gate.jsonl", gate_key), progress=True)
+    verdict["override"] = cfg.gate_override
+    atomic_write_json(out / "teacher_gate.json", verdict)
+    t, p = verdict["teacher"], verdict["prerank"]
+    lo, hi = verdict["top1_diff_ci"]
+    line = (f"teacher gate on {verdict['lists']} shuffled {cfg.split} lists: {teacher.name} top-1 {t['top1']:.3f} "
+            f"(valid {t['valid_rate']:.0%}) vs pre-rank R@1 {p['top1']:.3f}; difference 95% CI [{lo:+.3f}, {hi:+.3f}]")
+    if verdict["passed"]:
+        log.info("%s: passed", line)
+    elif cfg.gate_override:
+        log.warning("%s: FAILED, continuing because traces.gate_override is set", line)
+    else:
+        raise RuntimeError(f"{line}: the teacher does not beat the list it re-ranks, so its accepted traces "
+                           "would teach copying. Use a stronger teacher (--teacher evidence, a larger model, "
+                           "an OpenAI-compatible server) or --set traces.gate_override=true")
+    return verdict
 
 
 def run_traces(run: RunDir, cfg: TracesConfig, teacher: Teacher | None = None) -> dict[str, Any]:
@@ -89,6 +116,7 @@ def run_traces(run: RunDir, cfg: TracesConfig, teacher: Teacher | None = None) -
                                            sid_wrap=cfg.prompt.sid_wrap)
     teacher = teacher or make_teacher(cfg)
     try:
+        gate = check_gate(teacher, examples[:cfg.gate_lists], cfg, out) if cfg.gate_lists else None
         store = _open_store(out / "samples.jsonl", sampling_key(cfg, teacher.name))
         records = sample_traces(teacher, examples, cfg, store, progress=True)
     finally:
@@ -105,6 +133,7 @@ def run_traces(run: RunDir, cfg: TracesConfig, teacher: Teacher | None = None) -
     atomic_write_json(out / "stats.json", {
         "split": cfg.split, "lists": counts, "config": dataclasses.asdict(cfg), **stats,
         "teacher": {"name": teacher.name, **stats["teacher"]},  # who, and its first-try quality
+        "gate": gate,
         "seconds": round(time.perf_counter() - t0, 2),
     })
     summary = {
