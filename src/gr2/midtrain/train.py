@@ -187,7 +187,7 @@ def sft_args(cfg: MidtrainConfig | StageSFTConfig, output_dir: Path, steps: int,
         seed=cfg.seed,
         data_seed=cfg.seed,
         dataloader_num_workers=0,
-        disable_tqdm=True,
+        disable_tqdm=False,  # a progress bar on long work
         dataset_num_proc=None,
     )
 

@@ -111,7 +111,7 @@ def grpo_args(cfg: RLConfig, output_dir: Path, device: str) -> Any:
         seed=cfg.seed,
         data_seed=cfg.seed,
         dataloader_num_workers=0,
-        disable_tqdm=True,
+        disable_tqdm=False,  # a progress bar on long work
     )
 
 
