@@ -13,6 +13,7 @@ from pathlib import Path
 
 from gr2.config import ConfigError, load_config, profile_path
 from gr2.llm.registry import add_models_parser
+from gr2.serve.cli import add_serve_parser
 
 DESCRIPTIONS = {
     "data": "Load a dataset, k-core filter it and write data/ (items, interactions, stats).",
@@ -89,6 +90,7 @@ def build_parser() -> argparse.ArgumentParser:
             p.add_argument("action", nargs="?", choices=["train", "ablate"], default="train",
                            help="train the tokenizer (default) or run the technique ablation")
     add_models_parser(sub)
+    add_serve_parser(sub)
     return parser
 
 
@@ -111,14 +113,16 @@ def _config(args: argparse.Namespace):
 
 def _rerank(args: argparse.Namespace, cfg) -> None:
     """``gr2 eval rerank``: one LLM's row, greedy, in the prompt format the run trained with."""
-    from gr2.eval.rerank import run_rerank_eval, trained_prompt
+    from gr2.eval.rerank import run_rerank_eval
     from gr2.llm.generate import GenerationParams
+    from gr2.prompts.items import trained_prompt
     from gr2.runs import RunDir
 
     run = RunDir(args.run_dir)
     e = cfg.eval
     lists = e.llm_lists if args.sample is None else args.sample or None
-    summary = run_rerank_eval(run, args.model or "rl", args.name, args.split, lists, trained_prompt(run),
+    model = args.model or "rl"
+    summary = run_rerank_eval(run, model, args.name, args.split, lists, trained_prompt(run.path, model),
                               GenerationParams(max_new_tokens=e.llm_max_new_tokens, temperature=0.0),
                               e.llm_batch_size, seed=e.seed, eval_cfg=e)
     m = summary["metrics"]

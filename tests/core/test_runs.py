@@ -5,7 +5,13 @@ import os
 import pandas as pd
 import pytest
 
-from gr2.runs import RunDir, atomic_path, atomic_write_json, atomic_write_parquet, read_json
+from gr2.runs import (
+    RunDir,
+    atomic_path,
+    atomic_write_json,
+    atomic_write_parquet,
+    read_json,
+)
 
 
 def test_atomic_write_leaves_no_partial_file_on_failure(tmp_path):

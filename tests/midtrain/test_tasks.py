@@ -7,7 +7,13 @@ import re
 import pytest
 
 from gr2.midtrain.config import ONEREC_THINK_MIXTURE, TASKS, MidtrainConfig
-from gr2.midtrain.tasks import build_examples, lm_passages, load_inputs, sid_shape, task_counts
+from gr2.midtrain.tasks import (
+    build_examples,
+    lm_passages,
+    load_inputs,
+    sid_shape,
+    task_counts,
+)
 from gr2.sid.render import iter_sids, parse_sid
 
 from .conftest import CODEBOOK, LEVELS, codes_of, heldout_items, make_tokenizer

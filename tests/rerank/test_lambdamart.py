@@ -8,7 +8,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from gr2.rerank import FEATURE_NAMES, FeatureBuilder, LambdaMARTConfig, LambdaMARTReranker
+from gr2.rerank import (
+    FEATURE_NAMES,
+    FeatureBuilder,
+    LambdaMARTConfig,
+    LambdaMARTReranker,
+)
 
 K = 10
 N_ITEMS = 60

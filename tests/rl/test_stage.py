@@ -7,11 +7,11 @@ import json
 import pandas as pd
 import pytest
 
-from gr2.rl.config import RLConfig
 from gr2.prompts.items import load_item_texts
+from gr2.rl.config import RLConfig
 from gr2.rl.stage import prompt_rows, read_log, select_lists, train_rl
 
-from .conftest import K, PROMPT, make_lists, make_model, make_tokenizer, tiny_cfg
+from .conftest import PROMPT, K, make_lists, make_model, make_tokenizer, tiny_cfg
 
 LOG_FIELDS = ("step", "reward", "rl/valid_rate", "rl/copy_shown_rate", "dapo/zero_std_frac",
               "dapo/resample_rounds", "completions/mean_length", "loss")

@@ -9,7 +9,15 @@ import tiny_llm
 
 from gr2.prompts.render import assistant_text
 from gr2.sft.train import PARTS, encode_example, end_of_turn
-from gr2.sft.weights import PROMPT, RANKING, REASONING, part_weights, ranking_start, token_parts, token_weights
+from gr2.sft.weights import (
+    PROMPT,
+    RANKING,
+    REASONING,
+    part_weights,
+    ranking_start,
+    token_parts,
+    token_weights,
+)
 
 from .conftest import CORPUS, SIDS, make_examples
 

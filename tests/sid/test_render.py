@@ -1,6 +1,14 @@
 import pytest
 
-from gr2.sid.render import SID_BEGIN, SID_END, iter_sids, parse_sid, render_sid, sid_token, sid_vocabulary
+from gr2.sid.render import (
+    SID_BEGIN,
+    SID_END,
+    iter_sids,
+    parse_sid,
+    render_sid,
+    sid_token,
+    sid_vocabulary,
+)
 
 
 def test_render_matches_paper_format():

@@ -30,10 +30,16 @@ import pandas as pd
 from gr2.eval.config import EvalConfig
 from gr2.eval.metrics import DEFAULT_NDCG_KS, DEFAULT_RECALL_KS, evaluate_rankings
 from gr2.llm.generate import GenerationParams, generate_chat
-from gr2.prompts.parse import ParseResult, error_counts, identity_rate
 from gr2.prompts.items import load_item_texts
+from gr2.prompts.parse import ParseResult, error_counts, identity_rate
 from gr2.prompts.render import ItemText, PromptConfig, build_messages
-from gr2.runs import RunDir, atomic_write_json, atomic_write_text, model_source, read_json
+from gr2.runs import (
+    RunDir,
+    atomic_write_json,
+    atomic_write_text,
+    model_source,
+    read_json,
+)
 
 log = logging.getLogger(__name__)
 
@@ -221,10 +227,3 @@ def run_rerank_eval(
     else:
         log.info("rerank eval: %s saved; the results table is on %s lists, not re-rendered", path, cfg.split)
     return summary
-
-
-def trained_prompt(run: RunDir) -> PromptConfig:
-    """The prompt format the run's student was trained on (its recorded ``traces.prompt``)."""
-    recorded = run.manifest().get("config", {}).get("traces", {}).get("prompt") or {}
-    known = {f.name for f in fields(PromptConfig)}
-    return PromptConfig(**{k: v for k, v in recorded.items() if k in known})

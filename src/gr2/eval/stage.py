@@ -17,9 +17,15 @@ from gr2.data.stage import load_items, load_split
 from gr2.eval import baselines
 from gr2.eval.config import EvalConfig
 from gr2.eval.metrics import metric_keys, per_list_metrics
-from gr2.eval.rerank import load_systems
 from gr2.eval.report import REFERENCE, markdown_table, summarise
-from gr2.runs import RunDir, atomic_path, atomic_write_json, atomic_write_text, read_json
+from gr2.eval.rerank import load_systems
+from gr2.runs import (
+    RunDir,
+    atomic_path,
+    atomic_write_json,
+    atomic_write_text,
+    read_json,
+)
 
 log = logging.getLogger(__name__)
 
@@ -81,15 +87,16 @@ def run_eval(run: RunDir, cfg: EvalConfig) -> dict:
 def llm_rows(run: RunDir, cfg: EvalConfig) -> None:
     """Re-rank with each of ``cfg.llm_models`` (greedy, the trained prompt format) and save it as a
     system (``eval/systems/``), which :func:`write_results` turns into a row."""
-    from gr2.eval.rerank import run_rerank_eval, trained_prompt
+    from gr2.eval.rerank import run_rerank_eval
     from gr2.llm.generate import GenerationParams
+    from gr2.prompts.items import trained_prompt
 
     for model in cfg.llm_models:
         if model in ("midtrain", "sft", "rl") and not (run.path / model / "model" / "config.json").exists():
             log.info("eval: no %s model in this run, row skipped", model)
             continue
         params = GenerationParams(max_new_tokens=cfg.llm_max_new_tokens, temperature=0.0)
-        run_rerank_eval(run, model, split=cfg.split, n_lists=cfg.llm_lists, prompt=trained_prompt(run),
+        run_rerank_eval(run, model, split=cfg.split, n_lists=cfg.llm_lists, prompt=trained_prompt(run.path, model),
                         params=params, batch_size=cfg.llm_batch_size, seed=cfg.seed, eval_cfg=cfg, render=False)
 
 

@@ -123,8 +123,11 @@ class SidTrie:
                    use_end: bool = True) -> SidTrie:
         """Trie of code tuples (``codes[i]`` = SID of item ``item_ids[i]``, default ``i``; 4 or 5 levels
         mixed), mapped to token ids with the tokenizer's SID vocabulary (``add_sid_tokens`` first)."""
-        from gr2.llm.vocab import sid_special_ids, sid_token
-        from gr2.llm.vocab import _token_id  # noqa: PLC2701 — same package
+        from gr2.llm.vocab import (
+            _token_id,  # noqa: PLC2701 — same package
+            sid_special_ids,
+            sid_token,
+        )
 
         codes = [tuple(int(c) for c in row) for row in codes]
         begin, end = sid_special_ids(tokenizer)

@@ -37,7 +37,15 @@ from typing import Any
 
 import torch
 
-from gr2.sid.render import LEVEL_LETTERS, SID_BEGIN, SID_END, parse_sid, render_sid, sid_token, sid_vocabulary
+from gr2.sid.render import (
+    LEVEL_LETTERS,
+    SID_BEGIN,
+    SID_END,
+    parse_sid,
+    render_sid,
+    sid_token,
+    sid_vocabulary,
+)
 
 INIT_METHODS = ("mean", "text")
 _PIECE = re.compile(r"<\|sid_begin\|>|<\|sid_end\|>|<s_[a-z]_\d+>")

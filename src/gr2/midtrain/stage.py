@@ -24,7 +24,13 @@ import pandas as pd
 
 from gr2.midtrain.config import MidtrainConfig
 from gr2.midtrain.tasks import build_examples, load_inputs, sid_shape
-from gr2.runs import RunDir, atomic_path, atomic_write_json, atomic_write_parquet, read_json
+from gr2.runs import (
+    RunDir,
+    atomic_path,
+    atomic_write_json,
+    atomic_write_parquet,
+    read_json,
+)
 
 log = logging.getLogger(__name__)
 
@@ -53,7 +59,13 @@ def run_midtrain(run: RunDir, cfg: MidtrainConfig) -> dict:
     import torch
 
     from gr2.midtrain.train import (
-        freeze_all_but_rows, new_token_ids, resolve_device, run_phase, sft_args, task_losses, unfreeze,
+        freeze_all_but_rows,
+        new_token_ids,
+        resolve_device,
+        run_phase,
+        sft_args,
+        task_losses,
+        unfreeze,
     )
 
     t0 = time.perf_counter()

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import dataclasses
+import json
+from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
-from gr2.prompts.render import ItemText
+from gr2.prompts.render import ItemText, PromptConfig
 
-__all__ = ["item_texts", "load_item_texts"]
+__all__ = ["item_texts", "load_item_texts", "trained_prompt"]
 
 
 def item_texts(items: pd.DataFrame, sids: pd.DataFrame) -> dict[int, ItemText]:
@@ -27,3 +30,22 @@ def load_item_texts(run: Any) -> dict[int, ItemText]:
     """:func:`item_texts` of a run directory's ``data/items.parquet`` and ``sid/sids.parquet``."""
     return item_texts(pd.read_parquet(run.file("data", "items.parquet")),
                       pd.read_parquet(run.file("sid", "sids.parquet")))
+
+
+def trained_prompt(run_path: str | Path, model: str = "sft") -> PromptConfig | None:
+    """The prompt format a run's model was trained on, from its manifest: ``rl.prompt`` for the RL
+    model (with ``rl.reasoning``), ``traces.prompt`` for every other model (the SFT student learnt the
+    traces' format). ``None`` when the manifest records none."""
+    try:
+        config = json.loads((Path(run_path) / "manifest.json").read_text(encoding="utf-8"))["config"]
+    except (OSError, ValueError, KeyError):
+        return None
+    section = config.get("rl" if model == "rl" else "traces") or {}
+    raw = section.get("prompt")
+    if not isinstance(raw, dict):
+        return None
+    known = {f.name for f in dataclasses.fields(PromptConfig)}
+    prompt = PromptConfig(**{k: v for k, v in raw.items() if k in known})
+    if model == "rl" and "reasoning" in section:
+        prompt = dataclasses.replace(prompt, reasoning=bool(section["reasoning"]))
+    return prompt

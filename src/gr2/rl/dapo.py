@@ -79,7 +79,13 @@ import torch.nn.functional as F
 from trl import GRPOTrainer
 
 from gr2.prompts.parse import parse_output
-from gr2.rl.rewards import DEFAULT_ALPHA, DEFAULT_INVALID, REWARDS, identity_copy, soft_overlong_penalty
+from gr2.rl.rewards import (
+    DEFAULT_ALPHA,
+    DEFAULT_INVALID,
+    REWARDS,
+    identity_copy,
+    soft_overlong_penalty,
+)
 
 __all__ = ["DAPOTrainer", "DynamicSample", "RerankReward", "Scored", "dynamic_sample", "informative_groups"]
 

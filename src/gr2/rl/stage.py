@@ -32,7 +32,12 @@ from typing import Any
 
 import pandas as pd
 
-from gr2.prompts.render import ItemText, PromptConfig, apply_chat_template, build_messages
+from gr2.prompts.render import (
+    ItemText,
+    PromptConfig,
+    apply_chat_template,
+    build_messages,
+)
 from gr2.rl.config import RLConfig
 from gr2.runs import RunDir, atomic_path, atomic_write_json
 
@@ -222,9 +227,9 @@ def summarize_log(lines: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
 def run_rl(run: RunDir, cfg: RLConfig) -> dict:
     """Build prompts for the training lists, train with DAPO, save ``rl/model`` and the logs.
     Resumes from checkpoints left by an interrupted run of the same config."""
+    from gr2.llm.registry import load
     from gr2.prompts.items import load_item_texts
     from gr2.runs import model_source
-    from gr2.llm.registry import load
 
     t0 = time.perf_counter()
     out = run.stage_dir("rl")

@@ -36,8 +36,8 @@ def load_traces(run: RunDir) -> list[dict[str, Any]]:
 def run_sft(run: RunDir, cfg: SFTConfig) -> dict:
     """Train on the run's accepted traces, save ``sft/model`` and ``sft/metrics.json``. Resumes from
     checkpoints left by an interrupted run of the same config."""
-    from gr2.runs import model_source
     from gr2.llm.registry import load
+    from gr2.runs import model_source
     from gr2.sft.train import train_sft
 
     examples = load_traces(run)

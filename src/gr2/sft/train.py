@@ -42,7 +42,14 @@ from trl import SFTTrainer
 from gr2.prompts.render import apply_chat_template
 from gr2.runs import atomic_write_json
 from gr2.sft.config import SFTConfig
-from gr2.sft.weights import PROMPT, RANKING, REASONING, part_weights, ranking_start, token_parts
+from gr2.sft.weights import (
+    PROMPT,
+    RANKING,
+    REASONING,
+    part_weights,
+    ranking_start,
+    token_parts,
+)
 
 log = logging.getLogger(__name__)
 

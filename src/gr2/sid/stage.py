@@ -27,7 +27,13 @@ from gr2.sid.config import SidConfig
 from gr2.sid.embed import EmbedFn, embed_texts, model_embed_fn, model_id, render_texts
 from gr2.sid.render import render_sid
 from gr2.sid.report import extra_level_count, level_stats, uniqueness_stats
-from gr2.sid.tokenizer import Assignment, assign, save_tokenizer, train_tokenizer, validate
+from gr2.sid.tokenizer import (
+    Assignment,
+    assign,
+    save_tokenizer,
+    train_tokenizer,
+    validate,
+)
 
 log = logging.getLogger(__name__)
 

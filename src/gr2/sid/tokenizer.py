@@ -18,7 +18,12 @@ import numpy as np
 
 from gr2.sid.config import SidConfig
 from gr2.sid.embed import check_embeddings
-from gr2.sid.uniqueness import Occupancy, ResolveInfo, draw_random_levels, resolve_collisions
+from gr2.sid.uniqueness import (
+    Occupancy,
+    ResolveInfo,
+    draw_random_levels,
+    resolve_collisions,
+)
 
 FORMAT = "gr2-sid-tokenizer/1"
 

@@ -35,7 +35,13 @@ from typing import Any
 
 from gr2.llm.generate import GenerationParams
 from gr2.prompts.parse import ParseResult
-from gr2.prompts.render import ItemText, PromptConfig, RenderedPrompt, assistant_text, build_messages
+from gr2.prompts.render import (
+    ItemText,
+    PromptConfig,
+    RenderedPrompt,
+    assistant_text,
+    build_messages,
+)
 from gr2.traces.config import TracesConfig
 from gr2.traces.store import TraceStore
 from gr2.traces.teachers import Teacher

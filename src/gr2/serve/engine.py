@@ -1,0 +1,246 @@
+"""Model compute for serving: direct (reasoning-free) scoring in one forward pass, and generation.
+
+**Direct scoring.** A candidate's score is the log-probability that the model writes its SID as the
+*first* recommendation: ``log p(SID tokens, separator | prompt + '{"recommendations": ["')``. The
+separator (the first token of ``", "``) ends every path, so an SID that is a prefix of another is
+not favoured for being shorter. The K candidate paths form a token trie (SIDs sharing leading codes
+share nodes); each trie node that has children is fed once, after the prompt, with a custom 4-D
+attention mask: a node sees the prompt and its own ancestors only ("tree attention"). One forward
+pass over ``prompt suffix + trie nodes`` therefore scores all K candidates, and logits are projected
+onto the vocabulary only at the positions whose next-token distribution is needed (the last prompt
+token and the inner trie nodes: ``logits_to_keep`` as a boolean mask), not at every prompt position.
+
+Several requests are batched as right-padded rows (each row its own mask); padding positions see
+the shared prefix and themselves only and their logits are never read.
+
+**Prefix cache.** Every prompt of a mode starts with the same system message (method.md §9: the
+prompt is laid out so that a shared prefix can be cached). :class:`PrefixCache` runs that prefix
+once and every batch starts from its keys/values (broadcast to the batch), so only the
+request-specific suffix is computed. A prompt whose tokens do not start with the cached ids is
+computed from scratch (correct, just slower).
+
+**Generation** (reasoning mode) is greedy with every decoding parameter explicit
+(:func:`gr2.llm.generate._generation_config`, the project's one policy) and a per-row stopping
+criterion on the requests' deadlines, so a batch never keeps decoding for clients that have already
+been answered with the fallback order.
+"""
+
+from __future__ import annotations
+
+import inspect
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+__all__ = ["PrefixCache", "ScoreInput", "answer_separator", "generate_answers", "score_direct"]
+
+
+@dataclass
+class ScoreInput:
+    """One direct-mode request: ``ids`` = the templated prompt followed by the answer's opening
+    ``{"recommendations": ["`` (token ids); ``paths[i]`` = candidate i's SID tokens + separator."""
+
+    ids: list[int]
+    paths: list[list[int]]
+
+
+def answer_separator(tokenizer: Any) -> int:
+    """The token that follows an SID inside the ``recommendations`` list (first token of ``", "``)."""
+    return int(tokenizer('", "', add_special_tokens=False)["input_ids"][0])
+
+
+class PrefixCache:
+    """Keys/values of a token prefix shared by all prompts of one mode (computed once)."""
+
+    def __init__(self, model: Any, ids: Sequence[int]) -> None:
+        self.ids = [int(t) for t in ids]
+        if not self.ids:
+            raise ValueError("empty prefix")
+        dev = next(model.parameters()).device
+        with torch.no_grad():
+            out = model(input_ids=torch.tensor([self.ids], device=dev), use_cache=True, logits_to_keep=1)
+        self.layers = [(layer.keys, layer.values) for layer in out.past_key_values.layers]
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def matches(self, ids: Sequence[int]) -> bool:
+        """Whether ``ids`` start with the cached prefix and go beyond it."""
+        n = len(self.ids)
+        return len(ids) > n and list(ids[:n]) == self.ids
+
+    def cache(self, batch: int) -> Any:
+        """A fresh ``DynamicCache`` holding the prefix for ``batch`` rows (the stored tensors are
+        never written to: each layer's update concatenates into new tensors)."""
+        from transformers import DynamicCache
+
+        return DynamicCache(ddp_cache_data=[(k.expand(batch, -1, -1, -1), v.expand(batch, -1, -1, -1))
+                                            for k, v in self.layers])
+
+
+@dataclass
+class _Tree:
+    tokens: list[int]   # node -> token
+    parent: list[int]   # node -> parent node (-1: the prompt's last position)
+    depth: list[int]    # node -> 1 for first SID token
+    ends: list[int]     # candidate -> its last node
+    inner: list[int]    # nodes with children, in creation order (parents before children)
+
+
+def _trie(paths: Sequence[Sequence[int]]) -> _Tree:
+    tokens: list[int] = []
+    parent: list[int] = []
+    depth: list[int] = []
+    index: dict[tuple[int, int], int] = {}
+    ends: list[int] = []
+    for path in paths:
+        if not path:
+            raise ValueError("empty candidate path")
+        p = -1
+        for t in path:
+            node = index.get((p, int(t)))
+            if node is None:
+                node = len(tokens)
+                index[(p, int(t))] = node
+                tokens.append(int(t))
+                parent.append(p)
+                depth.append(1 if p < 0 else depth[p] + 1)
+            p = node
+        ends.append(p)
+    has_child = set(parent)
+    return _Tree(tokens, parent, depth, ends, [n for n in range(len(tokens)) if n in has_child])
+
+
+def _keep_arg(model: Any) -> bool:
+    return "logits_to_keep" in inspect.signature(model.forward).parameters
+
+
+@torch.no_grad()
+def score_direct(model: Any, batch: Sequence[ScoreInput], prefix: PrefixCache | None = None,
+                 pad_id: int = 0) -> list[list[float]]:
+    """Per request, the log-probability of each candidate's path (see the module docstring).
+
+    ``prefix`` is used for every row when all rows start with it; otherwise the batch is computed
+    without it.
+    """
+    if not batch:
+        return []
+    if prefix is not None and not all(prefix.matches(r.ids) for r in batch):
+        prefix = None
+    P = len(prefix) if prefix is not None else 0
+    trees = [_trie(r.paths) for r in batch]
+    suffixes = [r.ids[P:] for r in batch]
+    lengths = [len(s) + len(t.inner) for s, t in zip(suffixes, trees)]
+    B, L = len(batch), max(lengths)
+    dev = next(model.parameters()).device
+    dtype = next(model.parameters()).dtype
+
+    ids = torch.full((B, L), int(pad_id), dtype=torch.long)
+    pos = torch.arange(P, P + L).repeat(B, 1)
+    allow = torch.zeros((B, L, P + L), dtype=torch.bool)
+    allow[:, :, :P] = True
+    keep = torch.zeros((B, L), dtype=torch.bool)
+    slots: list[dict[int, int]] = []  # per row: node (or -1 for the prompt end) -> row position
+    for b, (suf, tree) in enumerate(zip(suffixes, trees)):
+        S = len(suf)
+        ids[b, :S] = torch.tensor(suf, dtype=torch.long)
+        allow[b, :S, P:P + S] = torch.ones((S, S), dtype=torch.bool).tril()
+        slot = {-1: S - 1}
+        for j, node in enumerate(tree.inner):
+            slot[node] = S + j
+        for j, node in enumerate(tree.inner):
+            q = S + j
+            ids[b, q] = tree.tokens[node]
+            pos[b, q] = P + S - 1 + tree.depth[node]
+            allow[b, q, P:P + S] = True
+            a = node
+            while a >= 0:  # itself and its ancestors
+                allow[b, q, P + slot[a]] = True
+                a = tree.parent[a]
+        for q in range(lengths[b], L):  # padding: the prefix and itself, never read
+            allow[b, q, P + q] = True
+        keep[b, [slot[n] for n in [-1, *tree.inner]]] = True
+        slots.append(slot)
+
+    mask = torch.zeros((B, 1, L, P + L), dtype=dtype)
+    mask.masked_fill_(~allow[:, None], torch.finfo(dtype).min)
+    kw: dict[str, Any] = dict(input_ids=ids.to(dev), attention_mask=mask.to(dev), position_ids=pos.to(dev),
+                              past_key_values=prefix.cache(B) if prefix is not None else None, use_cache=True)
+    if _keep_arg(model):
+        kw["logits_to_keep"] = keep.to(dev)
+        logits = model(**kw).logits  # (rows kept, V), row-major over (b, position)
+    else:
+        logits = model(**kw).logits[keep.to(dev)]
+    logp = torch.log_softmax(logits.float(), dim=-1).cpu()
+
+    out: list[list[float]] = []
+    base = 0
+    for b, tree in enumerate(trees):
+        kept = keep[b].nonzero().flatten().tolist()  # row positions, ascending = order in logp
+        at = {p: base + i for i, p in enumerate(kept)}
+        base += len(kept)
+        node_lp = [float(logp[at[slots[b][tree.parent[n]]], tree.tokens[n]]) for n in range(len(tree.tokens))]
+        scores = []
+        for end in tree.ends:
+            s, n = 0.0, end
+            while n >= 0:
+                s += node_lp[n]
+                n = tree.parent[n]
+            scores.append(s)
+        out.append(scores)
+    return out
+
+
+def _deadline_criteria(deadlines: Sequence[float]) -> Any:
+    from transformers import StoppingCriteria, StoppingCriteriaList
+
+    class _Deadlines(StoppingCriteria):
+        """Stops each row once its request's deadline (``time.monotonic()``) has passed."""
+
+        def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor, **kwargs: Any) -> torch.BoolTensor:
+            now = time.monotonic()
+            return torch.tensor([now >= d for d in deadlines], dtype=torch.bool, device=input_ids.device)
+
+    return StoppingCriteriaList([_Deadlines()])
+
+
+@torch.no_grad()
+def generate_answers(model: Any, tokenizer: Any, prompts: Sequence[list[int]], deadlines: Sequence[float],
+                     max_new_tokens: int, prefix: PrefixCache | None = None) -> list[str]:
+    """Greedy continuations of tokenised ``prompts`` (one batch), special tokens stripped; a row
+    stops at EOS, ``max_new_tokens`` or its deadline, whichever comes first.
+
+    With a ``prefix`` that every prompt starts with, its cached keys/values are reused: each row is
+    ``prefix + padding + suffix`` (the padding sits *between* the shared prefix and the row's own
+    suffix, masked out; positions come from the attention mask, so every real token keeps its
+    position) and only the suffixes are computed.
+    """
+    from gr2.llm.generate import (
+        GenerationParams,
+        _generation_config,  # noqa: PLC2701 - same package, one policy
+    )
+
+    if not prompts:
+        return []
+    if prefix is not None and not all(prefix.matches(p) for p in prompts):
+        prefix = None
+    P = len(prefix) if prefix is not None else 0
+    dev = next(model.parameters()).device
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+    T = max(len(p) for p in prompts)
+    ids = torch.full((len(prompts), T), int(pad), dtype=torch.long)
+    att = torch.zeros((len(prompts), T), dtype=torch.long)
+    for i, p in enumerate(prompts):
+        ids[i, :P] = torch.tensor(p[:P], dtype=torch.long)
+        ids[i, T - len(p) + P:] = torch.tensor(p[P:], dtype=torch.long)
+        att[i, :P] = 1
+        att[i, T - len(p) + P:] = 1
+    config = _generation_config(GenerationParams(max_new_tokens=max_new_tokens, temperature=0.0, seed=None),
+                                tokenizer)
+    kw: dict[str, Any] = {"past_key_values": prefix.cache(len(prompts))} if prefix is not None else {}
+    gen = model.generate(input_ids=ids.to(dev), attention_mask=att.to(dev), generation_config=config,
+                         stopping_criteria=_deadline_criteria(deadlines), **kw)
+    return [tokenizer.decode(row, skip_special_tokens=True) for row in gen[:, T:]]
