@@ -30,3 +30,14 @@ def write_generic(folder: Path, n_users: int = 40, n_items: int = 30, seq_len: i
 @pytest.fixture
 def generic_dir(tmp_path: Path) -> Path:
     return write_generic(tmp_path / "mydata")
+
+
+@pytest.fixture
+def one_torch_thread():
+    """Tiny matrices: extra torch threads only contend on a shared machine."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

@@ -11,7 +11,7 @@ Names are imported on first use so that ``import gr2.data`` stays light.
 
 from __future__ import annotations
 
-import importlib
+from gr2._lazy import lazy_exports
 
 __version__ = "0.1.0"
 
@@ -25,8 +25,4 @@ _EXPORTS = {
 }
 __all__ = [*_EXPORTS, "__version__"]
 
-
-def __getattr__(name: str):
-    if name in _EXPORTS:
-        return getattr(importlib.import_module(_EXPORTS[name]), name)
-    raise AttributeError(f"module 'gr2' has no attribute {name!r}")
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)

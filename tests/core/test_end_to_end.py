@@ -10,7 +10,6 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import tiny_llm
-import torch
 
 from gr2.config import load_config
 from gr2.pipeline import STAGES, run_pipeline
@@ -18,12 +17,7 @@ from gr2.pipeline import STAGES, run_pipeline
 PROMPT = {"item_format": "compact", "max_history": 3, "domain_priming": False, "max_explanation_words": None}
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _student(folder: Path) -> Path:

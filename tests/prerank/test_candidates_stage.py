@@ -11,7 +11,6 @@ import numpy as np
 import pandas as pd
 import pytest
 import tiny_llm
-import torch
 
 from gr2.cli import main
 from gr2.config import load_config
@@ -26,12 +25,7 @@ TINY = ["data.k_core=2", "candidates.params.sasrec.max_epochs=2", "candidates.pa
         "candidates.params.sasrec.progress=false"]
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def test_sample_lists_is_seeded_and_keeps_order():

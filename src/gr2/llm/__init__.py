@@ -9,8 +9,7 @@ Importing this package is light (no torch, no transformers): names are loaded on
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from gr2._lazy import lazy_exports
 
 _EXPORTS = {
     "DEFAULT_MODEL": "registry",
@@ -33,15 +32,4 @@ _EXPORTS = {
 
 __all__ = sorted(_EXPORTS)
 
-
-def __getattr__(name: str) -> Any:
-    module = _EXPORTS.get(name)
-    if module is None:
-        raise AttributeError(f"module 'gr2.llm' has no attribute {name!r}")
-    value = getattr(importlib.import_module(f"gr2.llm.{module}"), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(_EXPORTS))
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)

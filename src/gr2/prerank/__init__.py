@@ -13,6 +13,8 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
+from gr2._lazy import lazy_exports
+
 PRERANKERS: dict[str, str] = {
     "sasrec": "sasrec:SASRecPreranker",
     "popularity": "popularity:PopularityPreranker",
@@ -44,15 +46,4 @@ def make_preranker(name: str, **kwargs: Any):
     module, _, cls = PRERANKERS[key].partition(":")
     return getattr(importlib.import_module(f"gr2.prerank.{module}"), cls)(**kwargs)
 
-
-def __getattr__(name: str) -> Any:
-    module = _EXPORTS.get(name)
-    if module is None:
-        raise AttributeError(f"module 'gr2.prerank' has no attribute {name!r}")
-    value = getattr(importlib.import_module(f"gr2.prerank.{module}"), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(_EXPORTS))
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)

@@ -11,9 +11,7 @@ eagerly; every other name is loaded on first use from its submodule:
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
-
+from gr2._lazy import lazy_exports
 from gr2.rl.rewards import (
     DEFAULT_ALPHA,
     DEFAULT_INVALID,
@@ -58,15 +56,4 @@ __all__ = [
     "soft_overlong_penalty",
 ]
 
-
-def __getattr__(name: str) -> Any:
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module 'gr2.rl' has no attribute {name!r}")
-    value = getattr(importlib.import_module(f"gr2.rl.{module}"), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(_LAZY))
+__getattr__, __dir__ = lazy_exports(__name__, _LAZY)

@@ -16,9 +16,7 @@ Importing this package is cheap (no torch); the heavy parts load on first use::
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
-
+from gr2._lazy import lazy_exports
 from gr2.sid.config import SidConfig
 from gr2.sid.render import parse_sid, render_sid
 
@@ -36,8 +34,4 @@ _LAZY = {
 
 __all__ = ["SidConfig", "parse_sid", "render_sid", *_LAZY]
 
-
-def __getattr__(name: str) -> Any:
-    if name in _LAZY:
-        return getattr(importlib.import_module(_LAZY[name]), name)
-    raise AttributeError(f"module 'gr2.sid' has no attribute {name!r}")
+__getattr__, __dir__ = lazy_exports(__name__, _LAZY)
