@@ -83,10 +83,10 @@ def prompt_rows(lists: pd.DataFrame, items: Mapping[int, ItemText], tokenizer: A
 def grpo_args(cfg: RLConfig, output_dir: Path, device: str) -> Any:
     """TRL's ``GRPOConfig`` for ``cfg``, CPU-safe (docs/resources.md: bf16 only on a CUDA device that
     supports it, activation checkpointing off, ``use_cpu`` without CUDA)."""
-    import torch
     from trl import GRPOConfig
 
-    cuda = device.startswith("cuda")
+    from gr2.midtrain.train import trainer_defaults
+
     return GRPOConfig(
         output_dir=str(output_dir),
         max_steps=cfg.steps,
@@ -104,19 +104,7 @@ def grpo_args(cfg: RLConfig, output_dir: Path, device: str) -> Any:
         beta=cfg.beta,
         loss_type=cfg.loss_type,
         scale_rewards=cfg.scale_rewards,
-        bf16=bool(cuda and torch.cuda.is_bf16_supported()),
-        fp16=False,
-        activation_checkpointing=False,  # TRL defaults it (alias gradient_checkpointing) to True
-        use_cpu=not cuda,
-        save_strategy="steps",
-        save_steps=max(1, cfg.save_steps),
-        save_total_limit=cfg.save_total_limit,
-        logging_steps=max(1, cfg.logging_steps),
-        report_to="none",
-        seed=cfg.seed,
-        data_seed=cfg.seed,
-        dataloader_num_workers=0,
-        disable_tqdm=False,  # a progress bar on long work
+        **trainer_defaults(cfg, device),
     )
 
 
