@@ -227,3 +227,11 @@ def model_source(run: RunDir | None, model: str) -> str:
             raise ValueError(f"model {model!r} names a stage's model: a run directory is needed")
         return str(run.file(model, "model/config.json").parent)
     return model
+
+
+def save_model(model: Any, tokenizer: Any, path: Path) -> None:
+    """``save_pretrained`` of a model and its tokenizer into ``path``, atomically (a crash leaves no
+    half-written model folder that a later stage would take for finished)."""
+    with atomic_path(Path(path)) as tmp:
+        model.save_pretrained(tmp)
+        tokenizer.save_pretrained(tmp)

@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
-__all__ = ["GenerationParams", "generate_texts", "generate_chat"]
+__all__ = ["GenerationParams", "generation_config", "generate_texts", "generate_chat"]
 
 
 @dataclass(frozen=True)
@@ -50,7 +50,7 @@ class GenerationParams:
         return asdict(self)
 
 
-def _generation_config(params: GenerationParams, tokenizer: Any) -> Any:
+def generation_config(params: GenerationParams, tokenizer: Any) -> Any:
     from transformers import GenerationConfig
 
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
@@ -83,7 +83,7 @@ def generate_texts(
     params = params or GenerationParams()
     if not prompts:
         return []
-    config = _generation_config(params, tokenizer)
+    config = generation_config(params, tokenizer)
     device = next(model.parameters()).device
     side = tokenizer.padding_side
     tokenizer.padding_side = "left"

@@ -26,21 +26,15 @@ from gr2.midtrain.config import MidtrainConfig
 from gr2.midtrain.tasks import build_examples, load_inputs, sid_shape
 from gr2.runs import (
     RunDir,
-    atomic_path,
     atomic_write_json,
     atomic_write_parquet,
     read_json,
+    save_model,
 )
 
 log = logging.getLogger(__name__)
 
 OUTPUTS = ("midtrain/model/config.json", "midtrain/metrics.json")
-
-
-def _save(model: Any, tokenizer: Any, path) -> None:
-    with atomic_path(path) as tmp:
-        model.save_pretrained(tmp)
-        tokenizer.save_pretrained(tmp)
 
 
 def _load_student(cfg: MidtrainConfig, folder, levels: int, codebook_size: int) -> tuple[Any, Any, int]:
@@ -104,7 +98,7 @@ def run_midtrain(run: RunDir, cfg: MidtrainConfig) -> dict:
         args = sft_args(cfg, out / "checkpoints" / "warmup", cfg.warmup_steps, cfg.warmup_lr, 0.0, 0.0, device)
         model, phases["warmup"] = run_phase(model, tok, train, args, out / "tb" / "warmup")
         unfreeze(model, handles)
-        _save(model, tok, warm_dir)
+        save_model(model, tok, warm_dir)
     for p in model.parameters():
         p.requires_grad_(True)
 
@@ -134,7 +128,7 @@ def run_midtrain(run: RunDir, cfg: MidtrainConfig) -> dict:
             model = model.merge_and_unload()
 
     after = task_losses(model, tok, heldout, cfg.max_seq_len, cfg.eval_batch_size)
-    _save(model, tok, out / "model")
+    save_model(model, tok, out / "model")
     seconds = time.perf_counter() - t0
     metrics = {
         "model": cfg.model,

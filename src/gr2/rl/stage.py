@@ -39,7 +39,7 @@ from gr2.prompts.render import (
     build_messages,
 )
 from gr2.rl.config import RLConfig
-from gr2.runs import RunDir, atomic_path, atomic_write_json
+from gr2.runs import RunDir, atomic_path, atomic_write_json, save_model
 
 log = logging.getLogger(__name__)
 
@@ -186,9 +186,7 @@ def train_rl(model: Any, tokenizer: Any, rows: Sequence[Mapping[str, Any]], cfg:
     model = trainer.model
     if cfg.lora:
         model = model.merge_and_unload()
-    with atomic_path(out_dir / "model") as tmp:
-        model.save_pretrained(tmp)
-        tokenizer.save_pretrained(tmp)
+    save_model(model, tokenizer, out_dir / "model")
     info = {
         "resumed_from": ckpt.name if ckpt is not None else None,
         "global_step": int(trainer.state.global_step),

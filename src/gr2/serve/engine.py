@@ -20,7 +20,7 @@ request-specific suffix is computed. A prompt whose tokens do not start with the
 computed from scratch (correct, just slower).
 
 **Generation** (reasoning mode) is greedy with every decoding parameter explicit
-(:func:`gr2.llm.generate._generation_config`, the project's one policy) and a per-row stopping
+(:func:`gr2.llm.generate.generation_config`, the project's one policy) and a per-row stopping
 criterion on the requests' deadlines, so a batch never keeps decoding for clients that have already
 been answered with the fallback order.
 """
@@ -220,7 +220,7 @@ def generate_answers(model: Any, tokenizer: Any, prompts: Sequence[list[int]], d
     """
     from gr2.llm.generate import (
         GenerationParams,
-        _generation_config,  # noqa: PLC2701 - same package, one policy
+        generation_config,
     )
 
     if not prompts:
@@ -238,7 +238,7 @@ def generate_answers(model: Any, tokenizer: Any, prompts: Sequence[list[int]], d
         ids[i, T - len(p) + P:] = torch.tensor(p[P:], dtype=torch.long)
         att[i, :P] = 1
         att[i, T - len(p) + P:] = 1
-    config = _generation_config(GenerationParams(max_new_tokens=max_new_tokens, temperature=0.0, seed=None),
+    config = generation_config(GenerationParams(max_new_tokens=max_new_tokens, temperature=0.0, seed=None),
                                 tokenizer)
     kw: dict[str, Any] = {"past_key_values": prefix.cache(len(prompts))} if prefix is not None else {}
     gen = model.generate(input_ids=ids.to(dev), attention_mask=att.to(dev), generation_config=config,

@@ -199,8 +199,8 @@ def train_sft(model: Any, tokenizer: Any, examples: Sequence[Mapping[str, Any]],
     metrics); returns the metrics."""
     from datasets import Dataset
 
-    from gr2.midtrain.stage import _save
     from gr2.midtrain.train import resolve_device, run_phase, sft_args
+    from gr2.runs import save_model
 
     if not examples:
         raise ValueError("no SFT examples")
@@ -231,7 +231,7 @@ def train_sft(model: Any, tokenizer: Any, examples: Sequence[Mapping[str, Any]],
                             lambda_ranking=cfg.lambda_ranking)
     if cfg.lora:
         model = model.merge_and_unload()
-    _save(model, tokenizer, out_dir / "model")
+    save_model(model, tokenizer, out_dir / "model")
     history = info.pop("log")
     metrics: dict[str, Any] = {
         **(meta or {}),
