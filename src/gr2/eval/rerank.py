@@ -223,7 +223,7 @@ def run_rerank_eval(
     if not render:
         return summary
     if cfg.split == split:
-        run_eval(run, cfg)
+        run_eval(run, cfg, llm_rows_too=False)
     else:
         log.info("rerank eval: %s saved; the results table is on %s lists, not re-rendered", path, cfg.split)
     return summary

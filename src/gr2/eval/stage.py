@@ -70,7 +70,9 @@ def lambdamart_orders(run: RunDir, split: Split, lists: pd.DataFrame, cfg: EvalC
     return np.stack(model.rerank(lists))
 
 
-def run_eval(run: RunDir, cfg: EvalConfig) -> dict:
+def run_eval(run: RunDir, cfg: EvalConfig, llm_rows_too: bool = True) -> dict:
+    """The results table. ``llm_rows_too=False`` only re-renders it with the LLM systems already saved
+    in ``eval/systems/`` (what ``gr2 eval rerank`` needs after adding one row: no model is re-run)."""
     split = load_split(run)
     n_items = read_json(run.file("data", "stats.json"))["items"]
     lists = load_lists(run, cfg.split)
@@ -80,7 +82,8 @@ def run_eval(run: RunDir, cfg: EvalConfig) -> dict:
     systems = baseline_orders(lists, counts, cfg)
     if cfg.lambdamart and cfg.split == "test":
         systems["LambdaMART (val-trained)"] = [lambdamart_orders(run, split, lists, cfg)]
-    llm_rows(run, cfg)
+    if llm_rows_too:
+        llm_rows(run, cfg)
     return write_results(run, lists, systems, cfg)
 
 
