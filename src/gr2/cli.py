@@ -13,7 +13,9 @@ from pathlib import Path
 
 from gr2.config import ConfigError, load_config, profile_path
 from gr2.llm.registry import add_models_parser
+from gr2.report.cli import add_report_parser
 from gr2.serve.cli import add_serve_parser
+from gr2.slates.cli import add_slates_parser
 
 DESCRIPTIONS = {
     "data": "Load a dataset, k-core filter it and write data/ (items, interactions, stats).",
@@ -37,6 +39,10 @@ def _add_config_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--config", type=Path, help="YAML config file (any stage's fields)")
     p.add_argument("--profile", help="bundled profile: quick, full or tiny (ignored with --config)")
     p.add_argument("--dataset", help="beauty, ml-1m, ml-100k or a folder in the generic format")
+    p.add_argument("--slates", type=Path,
+                   help="logged slates with graded labels (.parquet/.jsonl/.csv, docs/slates.md) instead of a "
+                        "dataset and a pre-ranker; needs --items; sets rl.reward=ndcg unless --reward is given")
+    p.add_argument("--items", type=Path, help="with --slates: the items file (.csv/.parquet, generic format)")
     p.add_argument(
         "--set", dest="overrides", action="append", default=[], metavar="SECTION.FIELD=VALUE",
         help="override a config field, e.g. --set candidates.k=20 (repeatable)",
@@ -86,11 +92,16 @@ def build_parser() -> argparse.ArgumentParser:
             p.add_argument("--sample", type=int, default=None,
                            help="rerank: lists (default eval.llm_lists); retrieval: users (default 500); 0 = all")
             p.add_argument("--num-beams", type=int, default=10, help="retrieval: beam width")
+            p.add_argument("--mode", choices=["reasoning", "direct"], default="reasoning",
+                           help="rerank: generate the answer (reasoning) or score candidates without "
+                                "generating (direct, the reasoning-free serving mode)")
         if name == "sid":
             p.add_argument("action", nargs="?", choices=["train", "ablate"], default="train",
                            help="train the tokenizer (default) or run the technique ablation")
     add_models_parser(sub)
     add_serve_parser(sub)
+    add_report_parser(sub)
+    add_slates_parser(sub)
     return parser
 
 
@@ -98,6 +109,11 @@ def _config(args: argparse.Namespace):
     base: dict = {}
     if args.dataset:
         base.setdefault("data", {})["dataset"] = args.dataset
+    if bool(args.slates) != bool(args.items):
+        raise ConfigError("--slates and --items go together (docs/slates.md)")
+    if args.slates:
+        base["slates"] = {"path": str(args.slates.resolve()), "items": str(args.items.resolve())}
+        base.setdefault("rl", {})["reward"] = "ndcg"  # slates have several positives; --reward below wins
     for flag, section, key in (("prerank", "candidates", "prerank"), ("teacher", "traces", "teacher"),
                                ("mode", "traces", "mode"), ("reward", "rl", "reward")):
         if getattr(args, flag, None):
@@ -124,7 +140,7 @@ def _rerank(args: argparse.Namespace, cfg) -> None:
     model = args.model or "rl"
     summary = run_rerank_eval(run, model, args.name, args.split, lists, trained_prompt(run.path, model),
                               GenerationParams(max_new_tokens=e.llm_max_new_tokens, temperature=0.0),
-                              e.llm_batch_size, seed=e.seed, eval_cfg=e)
+                              e.llm_batch_size, seed=e.seed, eval_cfg=e, mode=args.mode)
     m = summary["metrics"]
     print(f"{summary['n_lists']} lists: valid {summary['valid_rate']}, R@1 {m.get('R@1')}, N@5 {m.get('N@5')} "
           f"(pre-rank order on the same lists: R@1 {summary['prerank_metrics'].get('R@1')}, "

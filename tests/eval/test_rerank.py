@@ -130,7 +130,7 @@ def test_run_rerank_eval_adds_rows_to_the_table(rerank_run, monkeypatch, tmp_pat
     assert results["systems"]["oracle LLM"]["metrics"]["N@5"] == 1.0
     assert results["systems"]["pre-rank order"] == before["systems"]["pre-rank order"]
     table = (rerank_run.path / "eval" / "results.md").read_text()
-    assert "| oracle LLM | 1.0000 |" in table and "100.0% valid answers on 6 lists" in table
+    assert "| oracle LLM | 1.0000 |" in table and "on 6 lists; 100.0% valid answers" in table
 
     # a garbage-writing model on a sample of 3 lists: its own table, equal to the pre-rank order there
     monkeypatch.undo()

@@ -31,6 +31,15 @@ class EvalConfig:
     """LLM re-rankers to add as rows: ``midtrain``/``sft``/``rl`` (this run's stage model; skipped
     when that stage has not run), registry names or model folders. Prompts use the run's
     ``traces.prompt`` config, the format the student was trained on."""
+    llm_modes: list[str] = field(default_factory=lambda: ["direct", "reasoning"])
+    """How each LLM re-ranks, one row per model and mode: ``reasoning`` — the model writes its answer
+    (greedy; parsed, repaired when invalid); ``direct`` — nothing is generated, every candidate is
+    scored by the log-probability of its SID as the first recommendation (the reasoning-free serving
+    mode, :mod:`gr2.eval.direct`; always a valid ranking, ~50x cheaper than writing reasoning)."""
+    llm_controls: bool = True
+    """Add a presentation control per LLM row: the same model with the candidates shown in the other
+    order (pre-rank order when the trained prompt shuffles them, shuffled otherwise). A model whose
+    gain is "trust slot 1" loses it when the order is shuffled; one that reads the items does not."""
     llm_lists: int | None = 300
     """Re-rank a seeded sample of this many lists with each LLM (``None``: all; generation costs
     about 1 s per list for the 135M model on 2 CPU cores). The table then also shows the pre-rank

@@ -137,11 +137,12 @@ def system_path(run: RunDir, name: str) -> Path:
 
 def save_system(run: RunDir, name: str, model: str, split: str, outputs: Sequence[RerankOutput],
                 summary: Mapping[str, Any], prompt_cfg: PromptConfig | None = None,
-                params: GenerationParams | None = None) -> Path:
+                params: GenerationParams | None = None, mode: str = "reasoning") -> Path:
     """Write ``eval/systems/<name>.json``::
 
-        {"name", "model", "split", "n_lists", "prompt": PromptConfig fields, "generation": GenerationParams
-         fields, "orders": {example_id: [pre-rank indices, best first]} (repaired),
+        {"name", "model", "split", "n_lists", "mode" ("reasoning" | "direct"), "prompt": PromptConfig
+         fields, "generation": GenerationParams fields (null in direct mode),
+         "orders": {example_id: [pre-rank indices, best first]} (repaired),
          "valid": {example_id: bool}, "summary": evaluate_rerank(...)}
 
     and ``eval/systems/<name>.outputs.jsonl`` (one line per list: example_id, status, order,
@@ -152,8 +153,9 @@ def save_system(run: RunDir, name: str, model: str, split: str, outputs: Sequenc
         "model": model,
         "split": split,
         "n_lists": len(outputs),
+        "mode": mode,
         "prompt": asdict(prompt_cfg or PromptConfig()),
-        "generation": (params or GenerationParams()).to_dict(),
+        "generation": None if mode == "direct" else (params or GenerationParams()).to_dict(),
         "orders": {o.example_id: [int(i) for i in o.result.repaired] for o in outputs},
         "valid": {o.example_id: o.result.ok for o in outputs},
         "summary": dict(summary),
@@ -192,6 +194,7 @@ def run_rerank_eval(
     seed: int = 0,
     eval_cfg: EvalConfig | None = None,
     render: bool = True,
+    mode: str = "reasoning",
 ) -> dict[str, Any]:
     """Re-rank the run's ``candidates/<split>.parquet`` lists with ``model`` (registry name, folder,
     or ``"midtrain"``/``"sft"``/``"rl"`` for this run's stage model), save the system
@@ -199,7 +202,9 @@ def run_rerank_eval(
     ``eval/results.{json,md}`` with every row (:func:`gr2.eval.stage.run_eval`; it refits LambdaMART).
 
     ``n_lists``: evaluate a random sample of that many lists (seeded by ``seed``; the table then
-    compares the system with the pre-rank order on the same lists). ``eval_cfg``: the table's config
+    compares the system with the pre-rank order on the same lists). ``mode``: ``"reasoning"`` generates
+    and parses answers, ``"direct"`` scores the candidates without generating
+    (:mod:`gr2.eval.direct`; ``params`` unused). ``eval_cfg``: the table's config
     (default: the one recorded in the run's manifest); ``render=False`` only saves the system (the
     eval stage renders the table itself). Returns :func:`evaluate_rerank`'s summary.
     """
@@ -207,6 +212,8 @@ def run_rerank_eval(
     from gr2.llm.registry import load
     from gr2.midtrain.train import resolve_device
 
+    if mode not in ("reasoning", "direct"):
+        raise ValueError(f"mode must be 'reasoning' or 'direct', got {mode!r}")
     lists = load_lists(run, split)
     if lists.empty:
         raise ValueError(f"{run.path}/candidates/{split}.parquet has no lists to re-rank")
@@ -215,10 +222,16 @@ def run_rerank_eval(
     source = model_source(run, model)
     llm, tok = load(source, device=resolve_device(device))
     log.info("rerank eval: %s (%s) on %d %s lists", model, source, len(lists), split)
-    outputs = rerank_lists(llm, tok, lists, load_item_texts(run), prompt, params, batch_size, progress=True)
+    if mode == "direct":
+        from gr2.eval.direct import rerank_lists_direct
+
+        outputs = rerank_lists_direct(llm, tok, lists, load_item_texts(run), prompt, batch_size, progress=True)
+        params = None
+    else:
+        outputs = rerank_lists(llm, tok, lists, load_item_texts(run), prompt, params, batch_size, progress=True)
     summary = evaluate_rerank(outputs, lists)
     name = name or Path(model).name
-    path = save_system(run, name, model, split, outputs, summary, prompt, params)
+    path = save_system(run, name, model, split, outputs, summary, prompt, params, mode)
     cfg = eval_cfg or _recorded_eval_config(run)
     if not render:
         return summary

@@ -7,6 +7,7 @@ every LLM system saved under ``eval/systems/`` for the split (:mod:`gr2.eval.rer
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 
 import numpy as np
@@ -19,6 +20,7 @@ from gr2.eval.config import EvalConfig
 from gr2.eval.metrics import metric_keys, per_list_metrics
 from gr2.eval.report import REFERENCE, markdown_table, summarise
 from gr2.eval.rerank import load_systems
+from gr2.prompts.render import PromptConfig
 from gr2.runs import (
     RunDir,
     atomic_path,
@@ -87,9 +89,23 @@ def run_eval(run: RunDir, cfg: EvalConfig, llm_rows_too: bool = True) -> dict:
     return write_results(run, lists, systems, cfg)
 
 
+def llm_row_specs(model: str, prompt: PromptConfig, cfg: EvalConfig) -> list[tuple[str, str, PromptConfig]]:
+    """``(row name, mode, prompt)`` of every row ``model`` gets: one per mode in ``cfg.llm_modes`` with
+    the trained prompt, plus (``cfg.llm_controls``) the same with the other presentation order."""
+    other = "prerank" if prompt.order == "shuffled" else "shuffled"
+    label = {"prerank": "pre-rank order shown", "shuffled": "shuffled order shown"}[other]
+    specs = []
+    for mode in cfg.llm_modes:
+        specs.append((f"{model} ({mode})", mode, prompt))
+        if cfg.llm_controls:
+            specs.append((f"{model} ({mode}, {label})", mode, dataclasses.replace(prompt, order=other)))
+    return specs
+
+
 def llm_rows(run: RunDir, cfg: EvalConfig) -> None:
-    """Re-rank with each of ``cfg.llm_models`` (greedy, the trained prompt format) and save it as a
-    system (``eval/systems/``), which :func:`write_results` turns into a row."""
+    """Re-rank with each of ``cfg.llm_models`` in each of ``cfg.llm_modes`` (the trained prompt
+    format; plus the presentation controls) and save each as a system (``eval/systems/``), which
+    :func:`write_results` turns into a row."""
     from gr2.eval.rerank import run_rerank_eval
     from gr2.llm.generate import GenerationParams
     from gr2.prompts.items import trained_prompt
@@ -99,8 +115,10 @@ def llm_rows(run: RunDir, cfg: EvalConfig) -> None:
             log.info("eval: no %s model in this run, row skipped", model)
             continue
         params = GenerationParams(max_new_tokens=cfg.llm_max_new_tokens, temperature=0.0)
-        run_rerank_eval(run, model, split=cfg.split, n_lists=cfg.llm_lists, prompt=trained_prompt(run.path, model),
-                        params=params, batch_size=cfg.llm_batch_size, seed=cfg.seed, eval_cfg=cfg, render=False)
+        for name, mode, prompt in llm_row_specs(model, trained_prompt(run.path, model) or PromptConfig(), cfg):
+            run_rerank_eval(run, model, name=name, split=cfg.split, n_lists=cfg.llm_lists, prompt=prompt,
+                            params=params, batch_size=cfg.llm_batch_size, seed=cfg.seed, eval_cfg=cfg,
+                            render=False, mode=mode)
 
 
 def saved_orders(saved: list[dict], lists: pd.DataFrame, taken: set[str]
@@ -131,6 +149,19 @@ def saved_orders(saved: list[dict], lists: pd.DataFrame, taken: set[str]
     return full, partial
 
 
+def llm_note(system: dict) -> str:
+    """One line on how an LLM row was made: mode, valid rate, input-order copies."""
+    summ = system["summary"]
+    copies = summ.get("identity_rate_prerank")
+    copy_text = "n/a" if copies is None else f"{copies:.1%}"
+    head = f"- {system['name']}: `{system['model']}` on {system['n_lists']} lists; "
+    if system.get("mode") == "direct":
+        return head + (f"direct scoring (no text generated; always a valid ranking); {copy_text} of its "
+                       "rankings equal the pre-rank order.")
+    return head + (f"{summ['valid_rate']:.1%} valid answers (invalid ones scored after repair: unlisted "
+                   f"candidates appended in pre-rank order); {copy_text} of the valid ones copy the pre-rank order.")
+
+
 def _summary(lists: pd.DataFrame, systems: dict[str, list[np.ndarray]], keys: list[str], cfg: EvalConfig) -> dict:
     return summarise(score_systems(lists, systems, cfg), keys, cfg.bootstrap, cfg.seed)
 
@@ -155,9 +186,7 @@ def write_results(run: RunDir, lists: pd.DataFrame, systems: dict[str, list[np.n
         results.setdefault("subsets", {})[name] = {"n_lists": len(rows), "systems": sub_summary}
         tables.append(markdown_table(sub_summary, keys, len(rows),
                                      f"{name} on {len(rows)} of the {len(lists)} {cfg.split} lists"))
-    notes = [f"- {s['name']}: `{s['model']}`, {s['summary']['valid_rate']:.1%} valid answers on {s['n_lists']} "
-             "lists (invalid ones scored after repair: unlisted candidates appended in pre-rank order)."
-             for s in saved if s["name"] in full or s["name"] in partial]
+    notes = [llm_note(s) for s in saved if s["name"] in full or s["name"] in partial]
     if notes:
         tables.append("LLM rows:\n\n" + "\n".join(notes) + "\n")
     out = run.stage_dir("eval")

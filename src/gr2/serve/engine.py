@@ -35,7 +35,11 @@ from typing import Any
 
 import torch
 
-__all__ = ["PrefixCache", "ScoreInput", "answer_separator", "generate_answers", "score_direct"]
+__all__ = ["ANSWER_PREFIX", "PrefixCache", "ScoreInput", "answer_separator", "common_prefix", "direct_prompt_ids",
+           "generate_answers", "score_direct", "sid_path"]
+
+ANSWER_PREFIX = '{"recommendations": ["'
+"""What the direct-mode answer starts with; the first SID follows it."""
 
 
 @dataclass
@@ -50,6 +54,36 @@ class ScoreInput:
 def answer_separator(tokenizer: Any) -> int:
     """The token that follows an SID inside the ``recommendations`` list (first token of ``", "``)."""
     return int(tokenizer('", "', add_special_tokens=False)["input_ids"][0])
+
+
+def direct_prompt_ids(tokenizer: Any, messages: list[dict[str, str]]) -> list[int]:
+    """Token ids of a direct-mode input: the chat-templated prompt, then :data:`ANSWER_PREFIX`."""
+    from gr2.prompts.render import apply_chat_template
+
+    text = apply_chat_template(tokenizer, messages, add_generation_prompt=True, fallback="chatml") + ANSWER_PREFIX
+    return list(tokenizer(text, add_special_tokens=False)["input_ids"])
+
+
+def sid_path(tokenizer: Any, sid: str, sid_wrap: bool, separator: int) -> list[int]:
+    """Token ids of an SID as an answer writes it (wrapped when the prompt wraps SIDs), then the
+    ``separator`` (:func:`answer_separator`) that ends every candidate path."""
+    shown = f"<|sid_begin|>{sid}<|sid_end|>" if sid_wrap else sid
+    return list(tokenizer(shown, add_special_tokens=False)["input_ids"]) + [int(separator)]
+
+
+def common_prefix(sequences: Sequence[Sequence[int]]) -> list[int]:
+    """The longest prefix shared by all ``sequences``, less its last token (a BPE merge may cross the
+    border, and a :class:`PrefixCache` must leave at least one token of every prompt uncached)."""
+    if not sequences:
+        return []
+    first = list(sequences[0])
+    n = min(len(s) for s in sequences)
+    for s in sequences[1:]:
+        i = 0
+        while i < n and s[i] == first[i]:
+            i += 1
+        n = i
+    return first[:max(n - 1, 0)]
 
 
 class PrefixCache:

@@ -59,8 +59,11 @@ from gr2.serve.engine import (
     PrefixCache,
     ScoreInput,
     answer_separator,
+    common_prefix,
+    direct_prompt_ids,
     generate_answers,
     score_direct,
+    sid_path,
 )
 
 log = logging.getLogger(__name__)
@@ -72,8 +75,6 @@ Mode = Literal["direct", "reasoning"]
 MODES: tuple[str, ...] = ("direct", "reasoning")
 STAGES: tuple[str, ...] = ("rl", "sft", "midtrain")
 """Model folders of a run directory, latest stage first (``<run>/<stage>/model``)."""
-ANSWER_PREFIX = '{"recommendations": ["'
-"""What the direct-mode answer starts with; the first SID follows it."""
 Ref = str | Item
 Loc = tuple[str | int, ...]
 
@@ -226,9 +227,9 @@ class Reranker:
     # -- prompts --------------------------------------------------------------------------------
     def _prompt(self, mode: str, history: Sequence[ItemText], cands: Sequence[ItemText]) -> tuple[RenderedPrompt, list[int]]:
         rendered = build_messages(history, cands, self.prompts[mode])
-        text = apply_chat_template(self.tokenizer, rendered.messages, add_generation_prompt=True, fallback="chatml")
         if mode == "direct":
-            text += ANSWER_PREFIX
+            return rendered, direct_prompt_ids(self.tokenizer, rendered.messages)
+        text = apply_chat_template(self.tokenizer, rendered.messages, add_generation_prompt=True, fallback="chatml")
         return rendered, list(self.tokenizer(text, add_special_tokens=False)["input_ids"])
 
     def _shared_prefix(self, mode: str) -> list[int]:
@@ -238,16 +239,12 @@ class Reranker:
         b = ItemText(1, "<s_a_1><s_b_1><s_c_1><s_d_1>")
         _, x = self._prompt(mode, [], [a, b])
         _, y = self._prompt(mode, [a, b, a], [b, a])
-        n = 0
-        while n < min(len(x), len(y)) and x[n] == y[n]:
-            n += 1
-        return x[:max(n - 1, 1)]
+        return common_prefix([x, y]) or x[:1]
 
     def _path(self, sid: str) -> list[int]:
         """Token ids of an SID as the answer writes it, plus the separator that follows it."""
         if sid not in self._paths:
-            shown = f"<|sid_begin|>{sid}<|sid_end|>" if self.prompts["direct"].sid_wrap else sid
-            self._paths[sid] = list(self.tokenizer(shown, add_special_tokens=False)["input_ids"]) + [self._sep]
+            self._paths[sid] = sid_path(self.tokenizer, sid, self.prompts["direct"].sid_wrap, self._sep)
         return self._paths[sid]
 
     def score_input(self, history: Sequence[str], candidates: Sequence[str]) -> ScoreInput:
