@@ -92,7 +92,7 @@ def build_parser() -> argparse.ArgumentParser:
             p.add_argument("--sample", type=int, default=None,
                            help="rerank: lists (default eval.llm_lists); retrieval: users (default 500); 0 = all")
             p.add_argument("--num-beams", type=int, default=10, help="retrieval: beam width")
-            p.add_argument("--mode", choices=["reasoning", "direct"], default="reasoning",
+            p.add_argument("--mode", dest="rerank_mode", choices=["reasoning", "direct"], default="reasoning",
                            help="rerank: generate the answer (reasoning) or score candidates without "
                                 "generating (direct, the reasoning-free serving mode)")
         if name == "sid":
@@ -140,7 +140,7 @@ def _rerank(args: argparse.Namespace, cfg) -> None:
     model = args.model or "rl"
     summary = run_rerank_eval(run, model, args.name, args.split, lists, trained_prompt(run.path, model),
                               GenerationParams(max_new_tokens=e.llm_max_new_tokens, temperature=0.0),
-                              e.llm_batch_size, seed=e.seed, eval_cfg=e, mode=args.mode)
+                              e.llm_batch_size, seed=e.seed, eval_cfg=e, mode=args.rerank_mode)
     m = summary["metrics"]
     print(f"{summary['n_lists']} lists: valid {summary['valid_rate']}, R@1 {m.get('R@1')}, N@5 {m.get('N@5')} "
           f"(pre-rank order on the same lists: R@1 {summary['prerank_metrics'].get('R@1')}, "

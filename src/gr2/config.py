@@ -27,6 +27,7 @@ from gr2.prerank.config import CandidatesConfig
 from gr2.rl.config import RLConfig
 from gr2.sft.config import SFTConfig
 from gr2.sid.config import SidConfig
+from gr2.slates.config import SlatesConfig
 from gr2.traces.config import TracesConfig
 
 
@@ -54,6 +55,8 @@ class RunConfig:
     """Stage 3b: DAPO with verifiable re-ranking rewards."""
     eval: EvalConfig = field(default_factory=EvalConfig)
     """Baselines, metrics and the results table."""
+    slates: SlatesConfig = field(default_factory=SlatesConfig)
+    """Logged slates with graded labels instead of a dataset and a pre-ranker (docs/slates.md)."""
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

@@ -66,8 +66,20 @@ STAGES: tuple[Stage, ...] = (
 )
 STAGE_NAMES = tuple(s.name for s in STAGES)
 
+SLATE_STAGES: dict[str, Stage] = {
+    "data": Stage("data", "gr2.slates.stage:run_slates_data", "slates", (),
+                  ("data/items.parquet", "data/interactions.parquet", "data/stats.json", "data/slates.parquet")),
+    "candidates": Stage("candidates", "gr2.slates.stage:run_slates_candidates", "slates", ("data",),
+                        ("candidates/train.parquet", "candidates/val.parquet", "candidates/test.parquet",
+                         "candidates/slates.json")),
+}
+"""With ``slates.path`` set, these replace the data and candidates stages (docs/slates.md)."""
 
-def get_stage(name: str) -> Stage:
+
+def get_stage(name: str, cfg: RunConfig | None = None) -> Stage:
+    """The stage called ``name``; the slates version of it when ``cfg`` reads slates."""
+    if cfg is not None and cfg.slates.path and name in SLATE_STAGES:
+        return SLATE_STAGES[name]
     for stage in STAGES:
         if stage.name == name:
             return stage
@@ -80,7 +92,7 @@ def fingerprint(cfg: RunConfig, stage: Stage) -> str:
 
     def collect(s: Stage) -> None:
         for up in s.upstream:
-            collect(get_stage(up))
+            collect(get_stage(up, cfg))
         if s.section not in sections:
             sections.append(s.section)
 
@@ -90,9 +102,9 @@ def fingerprint(cfg: RunConfig, stage: Stage) -> str:
 
 def run_stage(run: RunDir, cfg: RunConfig, name: str, force: bool = False) -> dict[str, Any] | None:
     """Run one stage unless it is already complete for this config; returns its summary."""
-    stage = get_stage(name)
+    stage = get_stage(name, cfg)
     for up in stage.upstream:
-        if not run.is_complete(up, fingerprint(cfg, get_stage(up))):
+        if not run.is_complete(up, fingerprint(cfg, get_stage(up, cfg))):
             raise RuntimeError(
                 f"stage {name!r} needs stage {up!r}, which is missing or was made with another "
                 f"config in {run.path}: run `gr2 {up} --run-dir {run.path}` first (or `gr2 run`)"
@@ -112,6 +124,10 @@ def run_stage(run: RunDir, cfg: RunConfig, name: str, force: bool = False) -> di
     seconds = time.perf_counter() - start
     run.mark_done(name, list(stage.outputs), seconds, summary)
     log.info("stage %s: done in %.1f s", name, seconds)
+    if name == "eval":  # the results are in: the run's report.md gathers every stage's numbers
+        from gr2.report import build_report
+
+        build_report(run.path)
     return summary
 
 
@@ -135,7 +151,7 @@ def run_pipeline(
     for name in STAGE_NAMES:
         if name not in wanted:
             continue
-        stage = get_stage(name)
+        stage = get_stage(name, cfg)
         if redo & set(stage.upstream + stage.after):
             redo.add(name)
         if run_stage(run, cfg, name, force=name in redo) is not None:

@@ -105,3 +105,14 @@ def test_run_rl_writes_the_artifacts(tmp_path, tiny_run):
     saved = json.loads((tiny_run.path / "rl/model/config.json").read_text())
     assert saved["model_type"] == "llama"
     assert not list((tiny_run.path / "rl/model").glob("adapter_*"))  # merged, a plain model
+
+
+def test_vllm_is_passed_to_trl_only_when_asked_and_installed(tmp_path):
+    import importlib.util
+
+    from gr2.rl.stage import grpo_args
+
+    assert grpo_args(RLConfig(), tmp_path, "cpu").use_vllm is False
+    if importlib.util.find_spec("vllm") is None:
+        with pytest.raises(RuntimeError, match="pip install vllm"):
+            grpo_args(RLConfig(use_vllm=True), tmp_path, "cpu")

@@ -211,25 +211,8 @@ def load_generic(folder: Path) -> RawData:
     inter_path = _find(folder, "interactions")
     items_path = _find(folder, "items")
     inter = _read_table(inter_path)
-    items = _read_table(items_path)
     _require_columns(inter, inter_path, INTERACTION_COLUMNS, extra_one_of=("timestamp", "position"))
-    _require_columns(items, items_path, ITEM_COLUMNS)
-
-    items_out = pd.DataFrame(
-        {
-            "raw_id": items["item_id"].astype(str),
-            "title": items["title"].fillna("").astype(str),
-            "categories": [_parse_categories(v) for v in items.get("categories", pd.Series([None] * len(items)))],
-            "description": items["description"].fillna("").astype(str) if "description" in items else "",
-        }
-    )
-    dup_items = items_out["raw_id"].duplicated()
-    if dup_items.any():
-        row = int(np.flatnonzero(dup_items.to_numpy())[0])
-        raise DataFormatError(
-            f"{items_path}: row {_row(items_path, row)}: item_id {items_out['raw_id'].iloc[row]!r} appears twice; "
-            "expected one row per item"
-        )
+    items_out = read_items_file(items_path)
 
     out = pd.DataFrame({"raw_user_id": inter["user_id"].astype(str), "raw_item_id": inter["item_id"].astype(str)})
     if "timestamp" in inter:
@@ -263,6 +246,32 @@ def load_generic(folder: Path) -> RawData:
         )
     rating = pd.to_numeric(inter["rating"], errors="coerce").astype(float) if "rating" in inter else None
     return RawData(items=items_out, interactions=_assign_positions(out), name=folder.name, rating=rating)
+
+
+def read_items_file(items_path: Path) -> pd.DataFrame:
+    """An items file of the generic format (``items.csv|parquet``: ``item_id``, ``title``, optional
+    ``categories`` and ``description``) as :attr:`RawData.items` columns; one row per item."""
+    items_path = Path(items_path)
+    if not items_path.exists():
+        raise DataFormatError(f"{items_path}: file not found")
+    items = _read_table(items_path)
+    _require_columns(items, items_path, ITEM_COLUMNS)
+    items_out = pd.DataFrame(
+        {
+            "raw_id": items["item_id"].astype(str),
+            "title": items["title"].fillna("").astype(str),
+            "categories": [_parse_categories(v) for v in items.get("categories", pd.Series([None] * len(items)))],
+            "description": items["description"].fillna("").astype(str) if "description" in items else "",
+        }
+    )
+    dup_items = items_out["raw_id"].duplicated()
+    if dup_items.any():
+        row = int(np.flatnonzero(dup_items.to_numpy())[0])
+        raise DataFormatError(
+            f"{items_path}: row {_row(items_path, row)}: item_id {items_out['raw_id'].iloc[row]!r} appears twice; "
+            "expected one row per item"
+        )
+    return items_out
 
 
 def _find(folder: Path, stem: str) -> Path:

@@ -68,6 +68,12 @@ class RLConfig:
     max_resample_rounds: int = 3
     """Extra generation rounds at most per step to refill dropped groups; if the batch is still not
     full the step trains on the groups it has (logged)."""
+    use_vllm: bool = False
+    """Generate rollouts with vLLM through TRL (``GRPOConfig.use_vllm``; needs ``pip install vllm`` and a
+    GPU). Off: transformers' ``generate`` (CPU-safe)."""
+    vllm_mode: Literal["colocate", "server"] = "colocate"
+    """TRL's vLLM mode: ``colocate`` (vLLM inside the training process) or ``server`` (a separate
+    ``trl vllm-serve`` process)."""
     max_completion_length: int = 512
     """Tokens generated per completion at most (``L_max``; GR2 writes ~130 reasoning tokens, and ten
     SIDs with their JSON take ~80 more)."""

@@ -22,6 +22,7 @@ Reads ``candidates/{split}.parquet`` (for each ``split``), ``data/items.parquet`
 from __future__ import annotations
 
 import dataclasses
+import importlib.util
 import json
 import logging
 import shutil
@@ -87,6 +88,10 @@ def grpo_args(cfg: RLConfig, output_dir: Path, device: str) -> Any:
 
     from gr2.midtrain.train import trainer_defaults
 
+    if cfg.use_vllm and importlib.util.find_spec("vllm") is None:
+        raise RuntimeError("rl.use_vllm is set but vLLM is not installed: `pip install vllm` (GPU only), "
+                           "or set rl.use_vllm=false to generate with transformers")
+    vllm = {"use_vllm": True, "vllm_mode": cfg.vllm_mode} if cfg.use_vllm else {}
     return GRPOConfig(
         output_dir=str(output_dir),
         max_steps=cfg.steps,
@@ -104,6 +109,7 @@ def grpo_args(cfg: RLConfig, output_dir: Path, device: str) -> Any:
         beta=cfg.beta,
         loss_type=cfg.loss_type,
         scale_rewards=cfg.scale_rewards,
+        **vllm,
         **trainer_defaults(cfg, device),
     )
 

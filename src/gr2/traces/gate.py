@@ -18,6 +18,7 @@ from gr2.eval.metrics import evaluate_rankings
 from gr2.eval.stats import paired_bootstrap
 from gr2.traces.config import TracesConfig
 from gr2.traces.sampling import TraceExample, sample_traces
+from gr2.traces.stats import record_labels
 from gr2.traces.store import TraceStore
 from gr2.traces.teachers import Teacher
 
@@ -26,27 +27,25 @@ __all__ = ["gate_verdict", "run_gate"]
 
 def gate_verdict(records: Sequence[dict[str, Any]], n_boot: int = 1000, seed: int = 0) -> dict[str, Any]:
     """The gate from first-try records (``repaired`` order in pre-rank indices, ``target_index``,
-    ``status``): the teacher's top-1 / R@5 / N@5 / valid rate, the pre-rank order's on the same lists,
+    ``status``, graded ``labels`` when present): the teacher's top-1 (share of lists whose first item
+    has the list's highest label) / R@5 / N@5 / valid rate, the pre-rank order's on the same lists,
     the paired bootstrap of top-1 (teacher − pre-rank) and ``passed`` (interval above 0)."""
     first = [r for r in records if int(r["attempt"]) == 1]
     if not first:
         raise ValueError("the gate has no answers to judge")
-    labels = []
-    for r in first:
-        lab = [0] * len(r["repaired"])
-        lab[int(r["target_index"])] = 1
-        labels.append(lab)
+    labels = [record_labels(r) for r in first]
     ks = dict(recall_ks=(1, 5), ndcg_ks=(5,))
     teacher = evaluate_rankings([r["repaired"] for r in first], labels, **ks)
     prerank = evaluate_rankings([list(range(len(lab))) for lab in labels], labels, **ks)
-    top1_teacher = [float(r["repaired"][0] == int(r["target_index"])) for r in first]
-    top1_prerank = [float(int(r["target_index"]) == 0) for r in first]
+    # top-1 = a candidate with the list's highest label (the target; any of them on a graded slate)
+    top1_teacher = [float(lab[r["repaired"][0]] == max(lab)) for r, lab in zip(first, labels)]
+    top1_prerank = [float(lab[0] == max(lab)) for lab in labels]
     test = paired_bootstrap(top1_prerank, top1_teacher, n_boot=n_boot, seed=seed)
     return {
         "lists": len(first),
-        "teacher": {"top1": teacher["R@1"], "R@5": teacher["R@5"], "N@5": teacher["N@5"],
+        "teacher": {"top1": sum(top1_teacher) / len(first), "R@5": teacher["R@5"], "N@5": teacher["N@5"],
                     "valid_rate": sum(r["status"] == "ok" for r in first) / len(first)},
-        "prerank": {"top1": prerank["R@1"], "R@5": prerank["R@5"], "N@5": prerank["N@5"]},
+        "prerank": {"top1": sum(top1_prerank) / len(first), "R@5": prerank["R@5"], "N@5": prerank["N@5"]},
         "top1_diff": test["diff"], "top1_diff_ci": [test["diff_lo"], test["diff_hi"]], "p_value": test["p_value"],
         "passed": bool(test["diff_lo"] > 0),
     }

@@ -4,7 +4,9 @@
 ``a`` shows the candidates in their own shuffled order (``rng_key=f"{example_id}:{a}"``) and asks
 the teacher with its own seed (:func:`request_seed`), so a teacher that copies positions is not
 rewarded (method.md §5). A try is accepted when the teacher's top-1, mapped back to pre-rank
-order, is the target (see ``TracesConfig.accept``); an accepted example is not tried again.
+order, is the target (see ``TracesConfig.accept``); an accepted example is not tried again. On a
+graded slate (docs/slates.md) any candidate with the slate's highest label counts as the target:
+those are equally right at the top, and a lower-graded positive first is a worse ranking.
 
 **Targeted sampling** (ground truth revealed; one try). The user message gets one extra paragraph
 naming the target (:func:`reveal_text`) and asking for reasoning that shows why it fits best. Any
@@ -69,14 +71,35 @@ class TraceExample:
     history: tuple[ItemText, ...]
     candidates: tuple[ItemText, ...]
     target_index: int
-    """Pre-rank index of the item bought next (``0 <= target_index < len(candidates)``)."""
+    """Pre-rank index of the item bought next (``0 <= target_index < len(candidates)``); on a graded
+    slate the first candidate with the highest label (the one targeted sampling reveals)."""
+    labels: tuple[int, ...] = ()
+    """Graded label of each candidate (slates); empty: the target alone is positive."""
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "history", tuple(self.history))
         object.__setattr__(self, "candidates", tuple(self.candidates))
+        object.__setattr__(self, "labels", tuple(int(g) for g in self.labels))
         if not 0 <= self.target_index < len(self.candidates):
             raise ValueError(f"{self.example_id}: target_index {self.target_index} outside "
                              f"0..{len(self.candidates) - 1}")
+        if self.labels and (len(self.labels) != len(self.candidates)
+                            or self.labels[self.target_index] != max(self.labels) or max(self.labels) <= 0):
+            raise ValueError(f"{self.example_id}: labels {self.labels} need one per candidate and a positive "
+                             f"highest label at target_index {self.target_index}")
+
+    @property
+    def grades(self) -> list[int]:
+        """The graded labels (one-hot on the target when none were given)."""
+        if self.labels:
+            return list(self.labels)
+        return [int(i == self.target_index) for i in range(len(self.candidates))]
+
+    @property
+    def best(self) -> tuple[int, ...]:
+        """Pre-rank indices of every candidate with the highest label: each is a right top-1."""
+        grades = self.grades
+        return tuple(i for i, g in enumerate(grades) if g == max(grades))
 
 
 def request_seed(seed: int, example_id: str, attempt: int) -> int:
@@ -119,18 +142,22 @@ def teacher_prompt(example: TraceExample, cfg: PromptConfig, attempt: int, targe
     return rendered
 
 
-def judge(parsed: ParseResult, target_index: int, cfg: TracesConfig) -> list[int] | None:
+def judge(parsed: ParseResult, target_index: int, cfg: TracesConfig,
+          best: Sequence[int] = ()) -> list[int] | None:
     """The SFT ranking (pre-rank indices, best first) when the answer is accepted, else ``None``.
 
     Unreadable answers (``wrong_format``) are never accepted; ``accept="top1_valid"`` also rejects
-    repaired ones. Rejection keeps the repaired order and needs the target first; targeted moves
-    the target to the front.
+    repaired ones. Rejection keeps the repaired order and needs the target (or another of ``best``,
+    the equally top-labelled candidates of a graded slate) first; targeted moves the target to the
+    front unless one of those is there already.
     """
     if parsed.status == "wrong_format" or (cfg.accept == "top1_valid" and parsed.status != "ok"):
         return None
     ranking = list(parsed.repaired)
+    if ranking[0] == target_index or ranking[0] in best:
+        return ranking
     if cfg.mode == "rejection":
-        return ranking if ranking[0] == target_index else None
+        return None
     ranking.remove(target_index)
     return [target_index, *ranking]
 
@@ -147,12 +174,13 @@ def make_record(
     ``status`` (parser status), ``n_duplicates``/``n_missing``/``n_foreign``, ``explanation``,
     ``order`` (pre-rank indices, ``null`` unless ``status == "ok"``), ``repaired`` (always a
     permutation, the parser's repair policy), ``accepted``, ``ranking`` (the SFT ranking, ``null``
-    unless accepted), ``forced`` (targeted: the target had to be moved first),
+    unless accepted), ``forced`` (targeted: the target had to be moved first), ``labels`` (graded
+    label per pre-rank index; one-hot on the target for single-positive lists),
     ``batch_seconds``/``batch_size`` (wall time of the teacher call this answer came from and the
     answers it returned), ``time`` (UTC, ISO 8601).
     """
     parsed = rendered.parse(text)
-    ranking = judge(parsed, example.target_index, cfg)
+    ranking = judge(parsed, example.target_index, cfg, example.best)
     return {
         "example_id": example.example_id,
         "attempt": attempt,
@@ -162,6 +190,7 @@ def make_record(
         "params": params.to_dict(),
         "presented": list(rendered.presented),
         "target_index": example.target_index,
+        "labels": example.grades,
         "text": text,
         "status": parsed.status,
         "n_duplicates": parsed.n_duplicates,
@@ -172,7 +201,7 @@ def make_record(
         "repaired": list(parsed.repaired),
         "accepted": ranking is not None,
         "ranking": ranking,
-        "forced": ranking is not None and parsed.repaired[0] != example.target_index,
+        "forced": ranking is not None and ranking != list(parsed.repaired),
         "batch_seconds": round(batch_seconds, 4),
         "batch_size": batch_size,
         "time": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),

@@ -41,15 +41,18 @@ OUTPUTS = ("traces/samples.jsonl", "traces/accepted.jsonl", "traces/stats.json")
 
 def load_examples(lists: pd.DataFrame, texts: dict[int, ItemText], n: int | None,
                   seed: int) -> tuple[list[TraceExample], dict[str, int]]:
-    """The lists whose target is among the candidates, then ``n`` of them (seeded, order kept)."""
+    """The lists whose target is among the candidates, then ``n`` of them (seeded, order kept).
+    Lists with several positives (slates) keep their graded labels: any top-labelled candidate is
+    then an accepted top-1 (:func:`gr2.traces.sampling.judge`)."""
     keep: list[TraceExample] = []
     for row in lists.itertuples(index=False):
         cands = [int(c) for c in row.candidates]
         target = int(row.target)
         if target not in cands:
             continue
+        labels = tuple(int(g) for g in row.labels) if hasattr(row, "labels") else ()
         keep.append(TraceExample(str(row.example_id), tuple(texts[int(h)] for h in row.history),
-                                 tuple(texts[c] for c in cands), cands.index(target)))
+                                 tuple(texts[c] for c in cands), cands.index(target), labels))
     counts = {"lists": len(lists), "with_target": len(keep)}
     if n is not None and n < len(keep):
         idx = np.sort(np.random.default_rng(seed).choice(len(keep), size=n, replace=False))

@@ -21,7 +21,7 @@ import numpy as np
 from gr2.eval.metrics import evaluate_rankings
 from gr2.prompts.parse import STATUSES
 
-__all__ = ["trace_stats", "length_summary"]
+__all__ = ["trace_stats", "length_summary", "record_labels"]
 
 
 def _rate(num: int, den: int) -> float | None:
@@ -60,15 +60,20 @@ def _acceptance(records: list[dict[str, Any]]) -> dict[str, Any]:
             "rate": _rate(len(first_ok), len(examples)), "by_attempt": by_attempt}
 
 
+def record_labels(record: dict[str, Any]) -> list[int]:
+    """A record's graded labels per pre-rank index (one-hot on the target in records without them)."""
+    if record.get("labels"):
+        return [int(g) for g in record["labels"]]
+    lab = [0] * len(record["repaired"])
+    lab[int(record["target_index"])] = 1
+    return lab
+
+
 def _teacher_quality(first: list[dict[str, Any]]) -> dict[str, Any]:
     """R@1 and N@5 of the teacher's repaired first-try rankings, and the pre-rank order's on the same lists."""
     if not first:
         return {"n": 0, "R@1": None, "N@5": None, "prerank_R@1": None, "prerank_N@5": None}
-    labels = []
-    for r in first:
-        lab = [0] * len(r["repaired"])
-        lab[int(r["target_index"])] = 1
-        labels.append(lab)
+    labels = [record_labels(r) for r in first]
     teacher = evaluate_rankings([r["repaired"] for r in first], labels, recall_ks=(1,), ndcg_ks=(5,))
     prerank = evaluate_rankings([list(range(len(lab))) for lab in labels], labels, recall_ks=(1,), ndcg_ks=(5,))
     return {"n": len(first), "R@1": teacher["R@1"], "N@5": teacher["N@5"],

@@ -1,0 +1,285 @@
+"""Reward hacking under training: DAPO with the naive vs the conditional reward, same policy, same data.
+
+    OMP_NUM_THREADS=2 .venv/bin/python benchmarks/reward_hacking_curves.py --run-dir runs/beauty-quick \
+        --model sft --steps 50 --num-generations 4 --max-completion-length 384 --reasoning \
+        --val-lists 16 --val-every 10 --threads 2 --set rl.save_steps=10 --out runs/bench/reward_hacking
+
+    # cost on 2 idle cores: ~6-7 min per DAPO step (G 4, 2 prompts, <= 384 tokens; BENCHMARKS.md,
+    # quick profile) and ~7 min per validation of 16 lists: ~12 h for both rewards; halve it with
+    # --steps 25, or use --no-reasoning --max-completion-length 128 when the policy was trained so.
+
+    # re-draw the figure and table from the logs already written
+    .venv/bin/python benchmarks/reward_hacking_curves.py --out runs/bench/reward_hacking --plot-only
+
+For each ``--rewards`` (default ``naive conditional``) it trains the run's ``rl`` stage policy
+(``gr2.rl.stage.train_rl``: DAPO with dynamic sampling, the run's ``rl`` config from
+``<run-dir>/config.yaml`` plus ``--set rl.field=value`` and the flags) from the same starting
+``--model`` on the same ``candidates/<split>.parquet`` lists into ``<out>/<reward>/`` (``log.jsonl``,
+``tb/``, ``model/``; a finished reward is not retrained, an interrupted one resumes from its last
+checkpoint). Then it reads every ``<out>/<reward>/log.jsonl`` and draws, per step, both rewards on
+the same axes (``<out>/reward_hacking.png``):
+
+* identity-copy rate — the answer repeats the pre-rank order (``rl/copy_prerank_rate``: the hack
+  the conditional reward closes, method.md §7; solid) or the order shown (``rl/copy_shown_rate``:
+  position copying; dashed);
+* mean reward (``reward``, each under its own reward function, overlong penalty included);
+* valid-output rate (``rl/valid_rate``);
+* validation N@5 when ``--val-lists N`` > 0: every ``--val-every`` steps (and before the first) the
+  policy re-ranks the same N seeded ``candidates/val.parquet`` lists greedily, scored as
+  ``gr2 eval rerank`` does (repaired orders), written to ``<out>/<reward>/val.jsonl``.
+
+The same numbers go to ``<out>/reward_hacking.md`` (printed too). Expect the naive reward's
+pre-rank copy rate to climb while its reward rises without N@5 improving; the conditional reward
+pays a copy only what the copy earns.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import shutil
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+#: Logged per training step (``gr2.rl.stage``): (log key, panel title).
+TRAIN_KEYS = (("rl/copy_prerank_rate", "identity-copy rate (— pre-rank, -- shown order)"),
+              ("reward", "mean reward"), ("rl/valid_rate", "valid-output rate"))
+VAL_KEY = "val/N@5"
+
+
+# --------------------------------------------------------------------------- configuration and data
+def rl_config(run_dir: Path, overrides: list[str], **fields: Any) -> Any:
+    """The run's ``rl`` config (its ``config.yaml``; defaults without one) with ``overrides``
+    (``rl.field=value``) and then ``fields`` (``None`` values leave the field as it is). The overlong
+    buffer is capped at the completion length so a short ``--max-completion-length`` stays valid."""
+    from gr2.config import load_config
+
+    path = run_dir / "config.yaml"
+    cfg = load_config(path if path.exists() else None, overrides).rl
+    changes = {k: v for k, v in fields.items() if v is not None}
+    length = changes.get("max_completion_length", cfg.max_completion_length)
+    return dataclasses.replace(cfg, **changes, overlong_buffer=min(cfg.overlong_buffer, length))
+
+
+def val_lists(run_dir: Path, n: int, seed: int) -> pd.DataFrame:
+    """A seeded sample of ``n`` validation lists that have a positive (others score 0 whatever the order)."""
+    from gr2.runs import RunDir
+
+    lists = pd.read_parquet(RunDir(run_dir).file("candidates", "val.parquet"))
+    lists = lists[lists["labels"].map(lambda ls: any(x > 0 for x in ls))]
+    return lists.sample(n=min(n, len(lists)), random_state=seed).reset_index(drop=True)
+
+
+# --------------------------------------------------------------------------- validation during training
+def val_callback(lists: pd.DataFrame, items: Any, prompt_cfg: Any, tokenizer: Any, max_new_tokens: int,
+                 every: int, path: Path, mode: str = "reasoning") -> Any:
+    """A callback that re-ranks ``lists`` before training and every ``every`` steps — greedily
+    (``mode="reasoning"``) or by direct scoring (``"direct"``, gr2.eval.direct: no generation) — and
+    appends ``{"step", "val/N@5", "val/valid_rate", "val/identity_rate_prerank"}`` to ``path``."""
+    from transformers import TrainerCallback
+
+    from gr2.eval.direct import rerank_lists_direct
+    from gr2.eval.rerank import evaluate_rerank, rerank_lists
+    from gr2.llm.generate import GenerationParams
+
+    params = GenerationParams(max_new_tokens=max_new_tokens, temperature=0.0)
+
+    def evaluate(model: Any, step: int) -> None:
+        model.eval()
+        outputs = (rerank_lists_direct(model, tokenizer, lists, items, prompt_cfg) if mode == "direct"
+                   else rerank_lists(model, tokenizer, lists, items, prompt_cfg, params))
+        res = evaluate_rerank(outputs, lists)
+        model.train()
+        line = {"step": step, VAL_KEY: res["metrics"]["N@5"], "val/valid_rate": res["valid_rate"],
+                "val/identity_rate_prerank": res["identity_rate_prerank"]}
+        with path.open("a", encoding="utf-8") as fh:
+            fh.write(json.dumps(line) + "\n")
+
+    class Validate(TrainerCallback):
+        def on_train_begin(self, args, state, control, model=None, **kwargs):  # noqa: ANN001 - transformers' API
+            if state.global_step == 0:
+                evaluate(model, 0)
+
+        def on_step_end(self, args, state, control, model=None, **kwargs):  # noqa: ANN001 - transformers' API
+            if state.global_step % every == 0 or state.global_step == state.max_steps:
+                evaluate(model, state.global_step)
+
+    return Validate()
+
+
+def train_with_callback(model: Any, tok: Any, rows: list[dict[str, Any]], cfg: Any, out: Path,
+                        callback: Any | None) -> None:
+    """``train_rl`` as the ``rl`` stage runs it; ``callback`` is added to the trainer it builds
+    (``DAPOTrainer.__init__`` wrapped for the call only: ``train_rl`` takes no callbacks)."""
+    from gr2.rl.dapo import DAPOTrainer
+    from gr2.rl.stage import train_rl
+
+    if callback is None:
+        train_rl(model, tok, rows, cfg, out)
+        return
+    init = DAPOTrainer.__init__
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        init(self, *args, **kwargs)
+        self.add_callback(callback)
+
+    DAPOTrainer.__init__ = __init__
+    try:
+        train_rl(model, tok, rows, cfg, out)
+    finally:
+        DAPOTrainer.__init__ = init
+
+
+def train_rewards(args: argparse.Namespace) -> None:
+    """Train once per reward into ``<out>/<reward>/`` (skipping rewards whose model is written)."""
+    from gr2.llm.registry import load
+    from gr2.prompts.items import load_item_texts
+    from gr2.rl.stage import prompt_rows, select_lists
+    from gr2.runs import RunDir, model_source
+
+    run = RunDir(args.run_dir)
+    source = model_source(run, args.model)
+    items = load_item_texts(run)
+    for reward in args.rewards:
+        out = args.out / reward
+        if (out / "model" / "config.json").exists():
+            print(f"{reward}: {out}/model exists, not retrained", flush=True)
+            continue
+        cfg = rl_config(args.run_dir, args.overrides, reward=reward, steps=args.steps,
+                        num_generations=args.num_generations, max_completion_length=args.max_completion_length,
+                        reasoning=args.reasoning, batch_size=args.batch_size, num_threads=args.threads)
+        lists = pd.concat([pd.read_parquet(run.file("candidates", f"{s}.parquet")) for s in cfg.split],
+                          ignore_index=True)
+        model, tok = load(source)
+        rows = prompt_rows(select_lists(lists, cfg), items, tok, cfg.prompt_config)
+        callback = None
+        if args.val_lists:
+            callback = val_callback(val_lists(args.run_dir, args.val_lists, cfg.seed), items, cfg.prompt_config,
+                                    tok, cfg.max_completion_length, args.val_every, out / "val.jsonl",
+                                    args.val_mode or ("reasoning" if cfg.reasoning else "direct"))
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "config.json").write_text(json.dumps({"policy": source, "lists": len(rows),
+                                                     "rl": dataclasses.asdict(cfg)}, indent=1), encoding="utf-8")
+        print(f"{reward}: training {cfg.steps} steps on {len(rows)} lists from {source}", flush=True)
+        train_with_callback(model, tok, rows, cfg, out, callback)
+        if not cfg.keep_checkpoints:  # as the rl stage: rl/model is written, checkpoints only cost disk
+            shutil.rmtree(out / "checkpoints", ignore_errors=True)
+
+
+# --------------------------------------------------------------------------- curves
+def read_jsonl(path: Path) -> dict[int, dict[str, Any]]:
+    """Lines of a jsonl log keyed by step; a step logged twice (a resumed run) keeps its last line."""
+    if not path.exists():
+        return {}
+    lines = [json.loads(x) for x in path.read_text(encoding="utf-8").splitlines() if x.strip()]
+    return {int(x["step"]): x for x in lines}
+
+
+def curves(out: Path, rewards: list[str]) -> dict[str, dict[str, dict[int, dict[str, Any]]]]:
+    """``curves[reward]["train" | "val"][step]`` from ``<out>/<reward>/{log,val}.jsonl``."""
+    return {r: {"train": read_jsonl(out / r / "log.jsonl"), "val": read_jsonl(out / r / "val.jsonl")}
+            for r in rewards}
+
+
+def _series(log: dict[int, dict[str, Any]], key: str) -> tuple[list[int], list[float]]:
+    steps = [s for s in sorted(log) if log[s].get(key) is not None]
+    return steps, [float(log[s][key]) for s in steps]
+
+
+def plot(data: dict[str, Any], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    with_val = any(d["val"] for d in data.values())
+    panels = [*TRAIN_KEYS, (VAL_KEY, "validation N@5 (greedy)")] if with_val else list(TRAIN_KEYS)
+    fig, axes = plt.subplots(1, len(panels), figsize=(4.2 * len(panels), 3.6), squeeze=False)
+    for ax, (key, title) in zip(axes[0], panels):
+        for i, (reward, d) in enumerate(data.items()):
+            color = f"C{i}"
+            log = d["val"] if key == VAL_KEY else d["train"]
+            ax.plot(*_series(log, key), color=color, marker=".", label=reward)
+            if key == "rl/copy_prerank_rate":
+                ax.plot(*_series(log, "rl/copy_shown_rate"), color=color, linestyle="--")
+        if key != "reward":  # rates and N@5 live in [0, 1]: a fixed axis keeps small changes honest
+            ax.set_ylim(-0.03, 1.03)
+        ax.set_title(title, fontsize=10)
+        ax.set_xlabel("step")
+        ax.grid(alpha=0.3)
+    axes[0][0].legend()
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def _fmt(x: Any) -> str:
+    return "" if x is None else f"{float(x):.3f}"
+
+
+def markdown(data: dict[str, Any]) -> str:
+    """One row per step; per reward: pre-rank copy, shown copy, reward, valid rate (+ val N@5)."""
+    cols = [("rl/copy_prerank_rate", "copy pre-rank"), ("rl/copy_shown_rate", "copy shown"),
+            ("reward", "reward"), ("rl/valid_rate", "valid")]
+    with_val = any(d["val"] for d in data.values())
+    head = [f"{r} {name}" for r in data for name in [c[1] for c in cols] + (["val N@5"] if with_val else [])]
+    lines = ["| step | " + " | ".join(head) + " |", "|---|" + "---|" * len(head)]
+    steps = sorted({s for d in data.values() for s in (*d["train"], *d["val"])})
+    for s in steps:
+        cells = []
+        for d in data.values():
+            cells += [_fmt(d["train"].get(s, {}).get(k)) for k, _ in cols]
+            if with_val:
+                cells.append(_fmt(d["val"].get(s, {}).get(VAL_KEY)))
+        lines.append(f"| {s} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--run-dir", type=Path, help="run with candidates/, data/, sid/ (not needed with --plot-only)")
+    ap.add_argument("--out", type=Path, required=True, help="one sub-folder per reward, the PNG and the table")
+    ap.add_argument("--rewards", nargs="+", default=["naive", "conditional"])
+    ap.add_argument("--plot-only", action="store_true", help="only re-draw from the existing logs")
+    ap.add_argument("--model", default="sft", help="starting policy: sft | midtrain | registry name | folder")
+    ap.add_argument("--steps", type=int, default=50)
+    ap.add_argument("--num-generations", type=int, help="G (default: the run's rl config)")
+    ap.add_argument("--max-completion-length", type=int, help="L_max (default: the run's rl config)")
+    ap.add_argument("--reasoning", action=argparse.BooleanOptionalAction, default=None,
+                    help="reasoning prompts (default: the run's rl config)")
+    ap.add_argument("--batch-size", type=int, help="prompts per step (default: the run's rl config)")
+    ap.add_argument("--val-lists", type=int, default=0, help="validation lists for N@5 (0: none)")
+    ap.add_argument("--val-every", type=int, default=10, help="steps between validations")
+    ap.add_argument("--val-mode", choices=["reasoning", "direct"],
+                    help="validation by greedy generation or direct scoring (default: direct for a "
+                         "reasoning-free policy, else reasoning)")
+    ap.add_argument("--threads", type=int, default=2, help="torch CPU threads")
+    ap.add_argument("--set", dest="overrides", action="append", default=[], metavar="rl.FIELD=VALUE",
+                    help="override the run's config (repeatable)")
+    return ap
+
+
+def main(argv: list[str] | None = None) -> dict[str, Any]:
+    args = build_parser().parse_args(argv)
+    if not args.plot_only:
+        if args.run_dir is None:
+            raise SystemExit("--run-dir is needed unless --plot-only")
+        train_rewards(args)
+    data = curves(args.out, args.rewards)
+    missing = [r for r, d in data.items() if not d["train"]]
+    if missing:
+        raise SystemExit(f"no log.jsonl under {args.out} for {missing}")
+    plot(data, args.out / "reward_hacking.png")
+    table = markdown(data)
+    (args.out / "reward_hacking.md").write_text(table + "\n", encoding="utf-8")
+    print(table)
+    print(f"\nfigure: {args.out / 'reward_hacking.png'}")
+    return data
+
+
+if __name__ == "__main__":
+    main()
