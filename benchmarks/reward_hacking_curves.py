@@ -44,6 +44,8 @@ from typing import Any
 
 import pandas as pd
 
+from gr2.rl.config import run_rl_config
+
 #: Logged per training step (``gr2.rl.stage``): (log key, panel title).
 TRAIN_KEYS = (("rl/copy_prerank_rate", "identity-copy rate (— pre-rank, -- shown order)"),
               ("reward", "mean reward"), ("rl/valid_rate", "valid-output rate"))
@@ -51,17 +53,6 @@ VAL_KEY = "val/N@5"
 
 
 # --------------------------------------------------------------------------- configuration and data
-def rl_config(run_dir: Path, overrides: list[str], **fields: Any) -> Any:
-    """The run's ``rl`` config (its ``config.yaml``; defaults without one) with ``overrides``
-    (``rl.field=value``) and then ``fields`` (``None`` values leave the field as it is). The overlong
-    buffer is capped at the completion length so a short ``--max-completion-length`` stays valid."""
-    from gr2.config import load_config
-
-    path = run_dir / "config.yaml"
-    cfg = load_config(path if path.exists() else None, overrides).rl
-    changes = {k: v for k, v in fields.items() if v is not None}
-    length = changes.get("max_completion_length", cfg.max_completion_length)
-    return dataclasses.replace(cfg, **changes, overlong_buffer=min(cfg.overlong_buffer, length))
 
 
 def val_lists(run_dir: Path, n: int, seed: int) -> pd.DataFrame:
@@ -148,7 +139,7 @@ def train_rewards(args: argparse.Namespace) -> None:
         if (out / "model" / "config.json").exists():
             print(f"{reward}: {out}/model exists, not retrained", flush=True)
             continue
-        cfg = rl_config(args.run_dir, args.overrides, reward=reward, steps=args.steps,
+        cfg = run_rl_config(args.run_dir, args.overrides, reward=reward, steps=args.steps,
                         num_generations=args.num_generations, max_completion_length=args.max_completion_length,
                         reasoning=args.reasoning, batch_size=args.batch_size, num_threads=args.threads)
         lists = pd.concat([pd.read_parquet(run.file("candidates", f"{s}.parquet")) for s in cfg.split],

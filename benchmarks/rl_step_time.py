@@ -49,21 +49,12 @@ from typing import Any
 
 import pandas as pd
 
+from gr2.rl.config import run_rl_config
+
 PARTS = ("generation", "reward")
 
 
 # --------------------------------------------------------------------------- configuration and data
-def rl_config(run_dir: Path, overrides: list[str], **fields: Any) -> Any:
-    """The run's ``rl`` config (its ``config.yaml``; defaults without one) with ``overrides``
-    (``rl.field=value``) and then ``fields`` (``None`` values leave the field as it is). The overlong
-    buffer is capped at the completion length so a short ``--max-completion-length`` stays valid."""
-    from gr2.config import load_config
-
-    path = run_dir / "config.yaml"
-    cfg = load_config(path if path.exists() else None, overrides).rl
-    changes = {k: v for k, v in fields.items() if v is not None}
-    length = changes.get("max_completion_length", cfg.max_completion_length)
-    return dataclasses.replace(cfg, **changes, overlong_buffer=min(cfg.overlong_buffer, length))
 
 
 def training_rows(run_dir: Path, cfg: Any, model: str) -> tuple[str, list[dict[str, Any]]]:
@@ -223,7 +214,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     args = build_parser().parse_args(argv)
     # save_steps past the end: no checkpoint is written (nor timed) during the run
-    base = rl_config(args.run_dir, args.overrides, steps=args.steps,
+    base = run_rl_config(args.run_dir, args.overrides, steps=args.steps,
                      max_completion_length=args.max_completion_length, reasoning=args.reasoning,
                      batch_size=args.batch_size, num_threads=args.threads, save_steps=args.steps + 1,
                      logging_steps=1, device="cpu")

@@ -24,3 +24,15 @@ def make_model(vocab_size: int, tied: bool = True, layers: int = 1, max_position
                       num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=max_positions,
                       tie_word_embeddings=tied, eos_token_id=0, pad_token_id=0, bos_token_id=None)
     return LlamaForCausalLM(cfg).eval()
+
+
+def save_student(folder):
+    """A tiny llama + tokenizer that knows the prompt words, saved as a model folder (the student of
+    the end-to-end tests); returns ``folder``."""
+    corpus = ["Items a user bought, oldest first: Next item: Purchase history Candidates recommendations "
+              "explanation Item number Beauty Group Kind 0 1 2 3 4 5 6 7 8 9 [ ] { } \" , : < > _ s a b c d"] * 3
+    tok = make_tokenizer(corpus, vocab_size=400)
+    model = make_model(len(tok), max_positions=2048)
+    model.save_pretrained(folder)
+    tok.save_pretrained(folder)
+    return folder

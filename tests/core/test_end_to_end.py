@@ -20,18 +20,9 @@ PROMPT = {"item_format": "compact", "max_history": 3, "domain_priming": False, "
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
-def _student(folder: Path) -> Path:
-    corpus = ["Items a user bought, oldest first: Next item: Purchase history Candidates recommendations "
-              "explanation Item number Beauty Group Kind 0 1 2 3 4 5 6 7 8 9 [ ] { } \" , : < > _ s a b c d"] * 3
-    tok = tiny_llm.make_tokenizer(corpus, vocab_size=400)
-    model = tiny_llm.make_model(len(tok), max_positions=2048)
-    model.save_pretrained(folder)
-    tok.save_pretrained(folder)
-    return folder
-
 
 def test_every_stage_on_a_tiny_slice(generic_dir: Path, tmp_path: Path):
-    student = _student(tmp_path / "student")
+    student = tiny_llm.save_student(tmp_path / "student")
     overrides = [
         "data.k_core=2",
         "sid.levels=3", "sid.codebook_size=8", "sid.epochs=2", "sid.hidden_dims=[16]", "sid.latent_dim=8",

@@ -35,15 +35,6 @@ TINY = [
 ]
 
 
-def _student(folder: Path) -> Path:
-    corpus = ["Items a user bought, oldest first: Next item: Purchase history Candidates recommendations "
-              "explanation Item number Beauty Group Kind 0 1 2 3 4 5 6 7 8 9 [ ] { } \" , : < > _ s a b c d"] * 3
-    tok = tiny_llm.make_tokenizer(corpus, vocab_size=400)
-    model = tiny_llm.make_model(len(tok), max_positions=2048)
-    model.save_pretrained(folder)
-    tok.save_pretrained(folder)
-    return folder
-
 
 @pytest.fixture(scope="module")
 def full_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
@@ -54,7 +45,7 @@ def full_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     from gr2.eval.retrieval import run_retrieval_eval
 
     tmp = tmp_path_factory.mktemp("report")
-    student = _student(tmp / "student")
+    student = tiny_llm.save_student(tmp / "student")
     overrides = TINY + [
         f"midtrain.model={student}", "midtrain.n_examples=16", "midtrain.warmup_steps=1", "midtrain.steps=2",
         "midtrain.batch_size=4", "midtrain.max_seq_len=64", "midtrain.eval_examples_per_task=2",

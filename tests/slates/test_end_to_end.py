@@ -20,15 +20,6 @@ PROMPT = {"item_format": "compact", "max_history": 3, "domain_priming": False, "
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
-def _student(folder: Path) -> Path:
-    corpus = ["Items a user bought, oldest first: Next item: Purchase history Candidates recommendations "
-              "explanation Item number Beauty Group Kind 0 1 2 3 4 5 6 7 8 9 [ ] { } \" , : < > _ s a b c d"] * 3
-    tok = tiny_llm.make_tokenizer(corpus, vocab_size=400)
-    model = tiny_llm.make_model(len(tok), max_positions=2048)
-    model.save_pretrained(folder)
-    tok.save_pretrained(folder)
-    return folder
-
 
 def _ndcg(labels: list[int], k: int) -> float:
     dcg = sum((2**g - 1) / math.log2(r + 2) for r, g in enumerate(labels[:k]))
@@ -37,7 +28,7 @@ def _ndcg(labels: list[int], k: int) -> float:
 
 
 def test_every_stage_on_tiny_slates(slates_jsonl: Path, items_csv: Path, tmp_path: Path):
-    student = _student(tmp_path / "student")
+    student = tiny_llm.save_student(tmp_path / "student")
     overrides = [
         "slates.val_fraction=0.25", "slates.test_fraction=0.25",
         "sid.levels=3", "sid.codebook_size=8", "sid.epochs=2", "sid.hidden_dims=[16]", "sid.latent_dim=8",
