@@ -14,7 +14,8 @@ import tiny_llm
 from gr2.config import load_config
 from gr2.pipeline import STAGES, run_pipeline
 
-PROMPT = {"item_format": "compact", "max_history": 3, "domain_priming": False, "max_explanation_words": None}
+PROMPT = {"item_format": "compact", "max_history": 3, "domain_priming": False, "max_explanation_words": None,
+          "order": "prerank"}  # as the quick profile: the eval adds the shuffled-input control
 
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
@@ -53,8 +54,12 @@ def test_every_stage_on_a_tiny_slice(generic_dir: Path, tmp_path: Path):
     assert len((run.path / "rl/log.jsonl").read_text().splitlines()) >= 1
     results = json.loads((run.path / "eval/results.json").read_text())
     assert {"pre-rank order", "LambdaMART (val-trained)"} <= set(results["systems"])
-    table = (run.path / "eval/results.md").read_text()
-    assert "sft" in table and "rl" in table, "the LLM rows are in the table"
+    rows = set(results["systems"]) | set(results.get("subsets", {}))
+    for model in ("sft", "rl"):  # each mode, and each with the candidates shown shuffled (the control)
+        assert {f"{model} (direct)", f"{model} (reasoning)", f"{model} (direct, shuffled order shown)",
+                f"{model} (reasoning, shuffled order shown)"} <= rows
+    report = (run.path / "report.md").read_text()
+    assert "## Results" in report and "sft (direct)" in report, "eval writes the run's report"
 
     finished = {s: v["finished"] for s, v in manifest["stages"].items()}
     run_pipeline(tmp_path / "run", cfg)  # resumes: nothing is redone

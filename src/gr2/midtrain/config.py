@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
+from gr2.training_config import TrainingFields
+
 TASKS = ("persona", "sequential", "caption", "reverse_caption", "lm")
 """The mid-training tasks, in mixture order."""
 
@@ -20,7 +22,7 @@ captioning / general LM); the 4.9 % of captioning is split evenly between SID â†
 
 
 @dataclass
-class MidtrainConfig:
+class MidtrainConfig(TrainingFields):
     """Stage 1: teach a small LLM the SID tokens (four tasks, warm-up then full or LoRA training)."""
 
     model: str = "smollm2-135m"
@@ -81,34 +83,5 @@ class MidtrainConfig:
     """Examples per optimisation step (per device)."""
     grad_accum: int = 1
     """Gradient-accumulation steps."""
-    lora: bool = False
-    """Phase 2 trains LoRA adapters (plus the SID embedding rows, weight decay 0) instead of every
-    weight; the final model is merged, so ``midtrain/model`` is always a plain model."""
-    lora_r: int = 16
-    """LoRA rank."""
-    lora_alpha: int = 32
-    """LoRA alpha."""
-    lora_dropout: float = 0.05
-    """LoRA dropout."""
-    lora_targets: list[str] = field(default_factory=lambda: [
-        "q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"])
-    """Modules that get LoRA adapters."""
-    save_steps: int = 200
-    """Checkpoint every N steps (per phase) under ``midtrain/checkpoints/``; a re-run resumes from the
-    latest one."""
-    save_total_limit: int = 2
-    """Checkpoints kept per phase."""
-    logging_steps: int = 10
-    """Log (TensorBoard under ``midtrain/tb/``) every N steps."""
     eval_batch_size: int = 16
     """Examples per forward pass when measuring the per-task losses."""
-    device: str = "auto"
-    """``auto`` (CUDA when available, else CPU), ``cpu`` or ``cuda``. bf16 is used only on a CUDA
-    device that supports it; gradient checkpointing is always off (docs/resources.md)."""
-    num_threads: int | None = None
-    """Torch CPU threads (``None``: torch's default). On a shared, oversubscribed CPU 1 thread can be
-    several times faster than 2 (docs/midtrain.md)."""
-    seed: int = 0
-    """Seeds example sampling, token initialisation and training."""
-    keep_checkpoints: bool = False
-    """Keep ``midtrain/checkpoints/`` after the final model is written (default: delete them)."""

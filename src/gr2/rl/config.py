@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any, Literal, get_args
 
 from gr2.prompts.render import PromptConfig
+from gr2.training_config import TrainingFields
 
 RewardName = Literal["conditional", "naive", "auc", "ndcg"]
 """Keys of :data:`gr2.rl.rewards.REWARDS` (named here so reading the config needs no numpy)."""
@@ -16,7 +17,7 @@ REWARD_NAMES: tuple[str, ...] = get_args(RewardName)
 
 
 @dataclass
-class RLConfig:
+class RLConfig(TrainingFields):
     """Stage 3b: DAPO on the re-ranking task with the conditional reward (method.md §7)."""
 
     # -- policy ---------------------------------------------------------------------------------
@@ -24,17 +25,6 @@ class RLConfig:
     """Starting policy: ``sft`` (this run's ``sft/model``), ``midtrain`` (this run's
     ``midtrain/model``), or anything ``gr2.llm.registry.load`` resolves (a registry name, a
     ``save_pretrained`` folder, a cached hub id)."""
-    lora: bool = False
-    """Train LoRA adapters instead of every weight; ``rl/model`` is always merged (a plain model)."""
-    lora_r: int = 16
-    """LoRA rank."""
-    lora_alpha: int = 32
-    """LoRA alpha."""
-    lora_dropout: float = 0.05
-    """LoRA dropout."""
-    lora_targets: list[str] = field(default_factory=lambda: [
-        "q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"])
-    """Modules that get LoRA adapters."""
 
     # -- reward ---------------------------------------------------------------------------------
     reward: RewardName = "conditional"
@@ -115,19 +105,8 @@ class RLConfig:
     divisible by it); one generation round serves the whole step."""
     save_steps: int = 50
     """Checkpoint every N steps under ``rl/checkpoints/``; a re-run resumes from the latest one."""
-    save_total_limit: int = 2
-    """Checkpoints kept."""
-    keep_checkpoints: bool = False
-    """Keep ``rl/checkpoints/`` after ``rl/model`` is written (default: delete them)."""
     logging_steps: int = 1
     """Write a line to ``rl/log.jsonl`` and TensorBoard (``rl/tb/``) every N steps."""
-    device: str = "auto"
-    """``auto`` (CUDA when available, else CPU), ``cpu`` or ``cuda``. bf16 only on a CUDA device that
-    supports it; gradient checkpointing always off (docs/resources.md)."""
-    num_threads: int | None = None
-    """Torch CPU threads (``None``: torch's default)."""
-    seed: int = 0
-    """Seeds the list sample, the trainer and the refill draws of dynamic sampling."""
 
     def __post_init__(self) -> None:
         if isinstance(self.prompt, dict):

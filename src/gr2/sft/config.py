@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+
+from gr2.training_config import TrainingFields
 
 
 @dataclass
-class SFTConfig:
+class SFTConfig(TrainingFields):
     """Stage 3a: supervised fine-tuning on the accepted reasoning traces with a weighted loss."""
 
     init: str = "midtrain"
@@ -38,32 +40,4 @@ class SFTConfig:
     whose completion was cut is reported in ``metrics.json``; one cut inside its prompt is dropped by
     TRL). A re-ranking prompt with 50 history items and 10 candidates is ~1,500–2,500 tokens."""
 
-    # -- LoRA -------------------------------------------------------------------------------
-    lora: bool = False
-    """Train LoRA adapters instead of every weight; ``sft/model`` is always the merged plain model."""
-    lora_r: int = 16
-    """LoRA rank."""
-    lora_alpha: int = 32
-    """LoRA alpha."""
-    lora_dropout: float = 0.05
-    """LoRA dropout."""
-    lora_targets: list[str] = field(default_factory=lambda: [
-        "q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"])
-    """Modules that get LoRA adapters (never ``lm_head``: TRL's fused LM head ignores adapters there)."""
-
-    # -- checkpoints, logs, machine ---------------------------------------------------------
-    save_steps: int = 200
-    """Checkpoint every N steps under ``sft/checkpoints/``; a re-run resumes from the latest one."""
-    save_total_limit: int = 2
-    """Checkpoints kept."""
-    keep_checkpoints: bool = False
-    """Keep ``sft/checkpoints/`` after ``sft/model`` is written (default: delete them)."""
-    logging_steps: int = 10
-    """Log the loss and its reasoning/ranking parts (TensorBoard under ``sft/tb/``) every N steps."""
-    device: str = "auto"
-    """``auto`` (CUDA when available, else CPU), ``cpu`` or ``cuda``. bf16 only on a CUDA device that
-    supports it; gradient checkpointing always off (docs/resources.md)."""
-    num_threads: int | None = None
-    """Torch CPU threads (``None``: torch's default)."""
-    seed: int = 0
-    """Seeds data order and training."""
+    # LoRA, checkpoints, logs, device, seed: gr2.training_config.TrainingFields
