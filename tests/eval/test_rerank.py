@@ -162,6 +162,24 @@ def test_saved_systems_of_other_splits_and_taken_names_are_skipped(rerank_run):
     assert results["systems"]["reverse"]["metrics"]["N@5"] == pytest.approx(expected["N@5"])
 
 
+def test_systems_on_the_same_sample_share_one_table(rerank_run):
+    lists = lists_of(rerank_run)
+    sample = list(lists["example_id"])[:3]
+    for name, order in (("reverse", list(range(K))[::-1]), ("identity", list(range(K)))):
+        orders = dict.fromkeys(sample, order)
+        rr.system_path(rerank_run, name).parent.mkdir(parents=True, exist_ok=True)
+        rr.system_path(rerank_run, name).write_text(json.dumps({
+            "name": name, "model": "m", "split": "test", "n_lists": 3, "orders": orders,
+            "valid": dict.fromkeys(orders, True), "summary": {"valid_rate": 1.0}}))
+    run_eval(rerank_run, TABLE)
+    results = json.loads((rerank_run.path / "eval" / "results.json").read_text())
+    assert set(results["subsets"]) == {"reverse", "identity"}
+    assert results["subsets"]["identity"]["systems"]["identity"]["metrics"] == \
+        results["subsets"]["identity"]["systems"]["pre-rank order"]["metrics"]
+    table = (rerank_run.path / "eval" / "results.md").read_text()
+    assert table.count("on 3 of the 6 test lists") == 1 and "identity, reverse on 3 of the 6" in table
+
+
 def test_model_source(rerank_run):
     assert model_source(rerank_run, "smollm2-135m") == "smollm2-135m"
     with pytest.raises(FileNotFoundError, match="sft"):

@@ -180,12 +180,18 @@ def write_results(run: RunDir, lists: pd.DataFrame, systems: dict[str, list[np.n
     results: dict = {"split": cfg.split, "n_lists": len(lists), "systems": summary}
     tables = [markdown_table(summary, keys, len(lists), f"Re-ranking on {cfg.split} lists")]
     k = len(lists["candidates"].iloc[0])
+    # Systems scored on the same sample of lists share one table (and one pre-rank row).
+    groups: dict[tuple[int, ...], dict[str, list[np.ndarray]]] = {}
     for name, (rows, orders) in partial.items():
-        sub = {REFERENCE: [baselines.prerank_orders(len(rows), k)], name: [orders]}
-        sub_summary = _summary(lists.iloc[rows], sub, keys, cfg)
-        results.setdefault("subsets", {})[name] = {"n_lists": len(rows), "systems": sub_summary}
+        groups.setdefault(tuple(int(r) for r in rows), {})[name] = [orders]
+    for rows, members in groups.items():
+        sub = {REFERENCE: [baselines.prerank_orders(len(rows), k)], **members}
+        sub_summary = _summary(lists.iloc[list(rows)], sub, keys, cfg)
+        for name in members:
+            results.setdefault("subsets", {})[name] = {
+                "n_lists": len(rows), "systems": {n: sub_summary[n] for n in (REFERENCE, name)}}
         tables.append(markdown_table(sub_summary, keys, len(rows),
-                                     f"{name} on {len(rows)} of the {len(lists)} {cfg.split} lists"))
+                                     f"{', '.join(members)} on {len(rows)} of the {len(lists)} {cfg.split} lists"))
     notes = [llm_note(s) for s in saved if s["name"] in full or s["name"] in partial]
     if notes:
         tables.append("LLM rows:\n\n" + "\n".join(notes) + "\n")
