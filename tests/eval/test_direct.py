@@ -11,11 +11,16 @@ import torch
 
 import gr2.eval.rerank as rr
 from gr2.eval.config import EvalConfig
-from gr2.eval.direct import rank_by_scores, rerank_lists_direct
+from gr2.eval.direct import rerank_lists_direct
 from gr2.eval.stage import llm_row_specs, run_eval
 from gr2.prompts.items import load_item_texts
 from gr2.prompts.render import PromptConfig, build_messages, presentation_order
-from gr2.serve.engine import answer_separator, direct_prompt_ids, sid_path
+from gr2.serve.engine import (
+    answer_separator,
+    direct_prompt_ids,
+    rank_by_scores,
+    sid_path,
+)
 
 from .test_rerank import PROMPT, TABLE, lists_of, tiny_model_dir
 

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import math
 from collections.abc import Mapping
 
 import pandas as pd
@@ -31,17 +30,12 @@ from gr2.serve.engine import (
     answer_separator,
     common_prefix,
     direct_prompt_ids,
+    rank_by_scores,
     score_direct,
     sid_path,
 )
 
-__all__ = ["rank_by_scores", "rerank_lists_direct"]
-
-
-def rank_by_scores(scores: list[float]) -> list[int]:
-    """Indices by decreasing score; a non-finite score ranks last; ties keep the lower index."""
-    clean = [s if math.isfinite(s) else -math.inf for s in scores]
-    return sorted(range(len(clean)), key=lambda i: (-clean[i], i))
+__all__ = ["rerank_lists_direct"]
 
 
 def rerank_lists_direct(

@@ -28,6 +28,7 @@ been answered with the fallback order.
 from __future__ import annotations
 
 import inspect
+import math
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -36,7 +37,7 @@ from typing import Any
 import torch
 
 __all__ = ["ANSWER_PREFIX", "PrefixCache", "ScoreInput", "answer_separator", "common_prefix", "direct_prompt_ids",
-           "generate_answers", "score_direct", "sid_path"]
+           "generate_answers", "rank_by_scores", "score_direct", "sid_path"]
 
 ANSWER_PREFIX = '{"recommendations": ["'
 """What the direct-mode answer starts with; the first SID follows it."""
@@ -84,6 +85,12 @@ def common_prefix(sequences: Sequence[Sequence[int]]) -> list[int]:
             i += 1
         n = i
     return first[:max(n - 1, 0)]
+
+
+def rank_by_scores(scores: list[float]) -> list[int]:
+    """Indices by decreasing score; a non-finite score ranks last; ties keep the lower index."""
+    clean = [s if math.isfinite(s) else -math.inf for s in scores]
+    return sorted(range(len(clean)), key=lambda i: (-clean[i], i))
 
 
 class PrefixCache:

@@ -62,6 +62,7 @@ from gr2.serve.engine import (
     common_prefix,
     direct_prompt_ids,
     generate_answers,
+    rank_by_scores,
     score_direct,
     sid_path,
 )
@@ -353,7 +354,7 @@ class Reranker:
             out = []
             for p, scores in zip(batch, scored):
                 scores = [s if math.isfinite(s) else -math.inf for s in scores]
-                idx = sorted(range(len(scores)), key=lambda i: (-scores[i], i))
+                idx = rank_by_scores(scores)
                 out.append(self._result(p, idx, scores=[scores[i] for i in idx], reasoning=None, valid=True,
                                         repaired=False, fallback=False, fallback_reason=None))
             return out
