@@ -2,7 +2,7 @@
 touching the run: the gate's store and verdict go to ``--out``.
 
     .venv/bin/python benchmarks/teacher_gate.py --run-dir runs/beauty-quick --model qwen2.5-0.5b \\
-        --lists 20 --max-new-tokens 384 --out runs/bench/gate-qwen2.5-0.5b [--compact]
+        --lists 20 --max-new-tokens 384 --out runs/bench/gate-qwen2.5-0.5b [--compact] [--ranking-only]
 
 Prints the verdict (teacher top-1 on shuffled lists vs the pre-rank R@1, paired bootstrap) and the
 wall time. Re-running resumes from the store in ``--out``.
@@ -11,6 +11,7 @@ wall time. Re-running resumes from the store in ``--out``.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import time
 from pathlib import Path
@@ -36,6 +37,8 @@ def main() -> None:
     ap.add_argument("--max-new-tokens", type=int, default=384)
     ap.add_argument("--batch-size", type=int, default=4)
     ap.add_argument("--compact", action="store_true", help="SID-only items, 10 history items, no priming")
+    ap.add_argument("--ranking-only", action="store_true",
+                    help="ask for the ranking without an explanation (the gate judges the ranking only)")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--out", type=Path, required=True)
     args = ap.parse_args()
@@ -43,6 +46,7 @@ def main() -> None:
     run = RunDir(args.run_dir)
     prompt = (PromptConfig(item_format="compact", max_history=10, domain_priming=False) if args.compact
               else PromptConfig())
+    prompt = dataclasses.replace(prompt, reasoning=not args.ranking_only)
     cfg = TracesConfig(teacher="local", model=args.model, temperature=0.0, max_new_tokens=args.max_new_tokens,
                        batch_size=args.batch_size, prompt=prompt)
     lists = pd.read_parquet(run.file("candidates", "train.parquet"))
@@ -52,7 +56,8 @@ def main() -> None:
     teacher = LocalTeacher.load(args.model, batch_size=args.batch_size)
     verdict = run_gate(teacher, examples, cfg, TraceStore(args.out / "gate.jsonl"), progress=True)
     verdict.update(seconds=round(time.perf_counter() - t, 1), max_new_tokens=args.max_new_tokens,
-                   prompt="compact" if args.compact else "default", threads=args.threads)
+                   prompt="compact" if args.compact else "default", reasoning=not args.ranking_only,
+                   threads=args.threads)
     atomic_write_json(args.out / "teacher_gate.json", verdict)
     print(json.dumps(verdict, indent=1))
 

@@ -16,6 +16,7 @@ from gr2.llm.registry import add_models_parser
 from gr2.report.cli import add_report_parser
 from gr2.serve.cli import add_serve_parser
 from gr2.slates.cli import add_slates_parser
+from gr2.variants import VARIANTS, run_variants
 
 DESCRIPTIONS = {
     "data": "Load a dataset, k-core filter it and write data/ (items, interactions, stats).",
@@ -64,7 +65,21 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--out", "--run-dir", dest="run_dir", type=Path, required=True, help="run directory")
     run.add_argument("--stages", nargs="+", metavar="STAGE", help="only these stages (default: all)")
     run.add_argument("--force", nargs="+", default=[], metavar="STAGE", help="redo these stages (and what reads them)")
+    run.add_argument("--reuse", type=Path, metavar="BASE_RUN",
+                     help="link the stages a finished run made with the same config instead of recomputing them "
+                          "(default config: BASE_RUN's own, plus --set)")
     _add_config_args(run)
+
+    variants = sub.add_parser(
+        "variants", help="train the paper's variants of a finished run and add their rows to its results table",
+        description="Train each variant into RUN/variants/NAME, reusing every stage it shares with RUN, then "
+                    "redo RUN's eval with the variants' SFT/RL rows. Variants: "
+                    + "; ".join(f"{name}: {v.description} ({', '.join(v.overrides)})" for name, v in VARIANTS.items()))
+    variants.add_argument("--run-dir", type=Path, required=True, help="the finished base run")
+    variants.add_argument("--only", nargs="+", choices=list(VARIANTS), metavar="VARIANT",
+                          help=f"only these variants (default: all of {', '.join(VARIANTS)})")
+    variants.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    variants.set_defaults(handler=_variants)
 
     for name, text in DESCRIPTIONS.items():
         p = sub.add_parser(name, help=text.split(";")[0], description=text)
@@ -120,8 +135,11 @@ def _config(args: argparse.Namespace):
             base.setdefault(section, {})[key] = getattr(args, flag)
     path = args.config
     run_dir = args.run_dir
+    reuse = getattr(args, "reuse", None)
     if path is None and args.profile is None and (run_dir / "config.yaml").exists():
         path = run_dir / "config.yaml"  # a stage command reuses the run's own config
+    elif path is None and args.profile is None and reuse is not None and (reuse / "config.yaml").exists():
+        path = reuse / "config.yaml"  # a sweep: the base run's config plus --set
     elif path is None:
         path = profile_path(args.profile or "quick")
     return load_config(path, args.overrides, base=base)
@@ -147,21 +165,47 @@ def _rerank(args: argparse.Namespace, cfg) -> None:
           f"N@5 {summary['prerank_metrics'].get('N@5')}); table in {run.path}/eval/results.md")
 
 
+def _setup_logging(verbose: bool) -> None:
+    logging.basicConfig(
+        level=logging.DEBUG if verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S",
+    )
+
+
+def _variants(args: argparse.Namespace) -> int:
+    """``gr2 variants``: :func:`gr2.variants.run_variants`, then one line per variant."""
+    from gr2.data.loaders import DataFormatError
+
+    _setup_logging(args.verbose)
+    try:
+        done = run_variants(args.run_dir, args.only)
+    except (ConfigError, DataFormatError, FileNotFoundError, RuntimeError) as exc:
+        print(f"gr2: error: {exc}", file=sys.stderr)
+        return 2
+    for name, run in done.items():
+        if run is None:
+            print(f"{name}: skipped, {VARIANTS[name].base_is_it}")
+        else:
+            stages = run.manifest().get("stages", {})
+            trained = [s for s, info in stages.items() if "reused_from" not in info]
+            print(f"{name}: {run.path} (trained: {', '.join(trained) or 'nothing'}; "
+                  f"reused from the base: {', '.join(s for s in stages if s not in trained) or 'nothing'})")
+    print(f"results table with the variants' rows: {args.run_dir}/eval/results.md")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if getattr(args, "handler", None):  # commands that are not pipeline stages (gr2 models ...)
         return args.handler(args)
-    logging.basicConfig(
-        level=logging.DEBUG if args.verbose else logging.INFO,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S",
-    )
+    _setup_logging(args.verbose)
     from gr2.data.loaders import DataFormatError
     from gr2.pipeline import run_pipeline
 
     try:
         cfg = _config(args)
         if args.command == "run":
-            run_pipeline(args.run_dir, cfg, stages=args.stages, force=args.force)
+            run_pipeline(args.run_dir, cfg, stages=args.stages, force=args.force, reuse=args.reuse)
         elif args.command == "sid" and args.action == "ablate":
             from gr2.runs import RunDir
             from gr2.sid.stage import run_ablation

@@ -4,7 +4,8 @@ A stage is a function ``fn(run: RunDir, cfg) -> dict`` (the dict is a short summ
 manifest) that reads earlier stages' files from the run directory and writes its own. The
 registry below names each stage's config section, the stages it reads from and the files it
 promises; a stage whose config or any upstream stage changed is re-run, and so is everything
-downstream of it.
+downstream of it. ``run_pipeline(..., reuse=BASE)`` links the stages a finished run already made
+with the same fingerprints instead of recomputing them (:mod:`gr2.reuse`).
 """
 
 from __future__ import annotations
@@ -17,7 +18,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from gr2.config import RunConfig, save_config
+from gr2.config import ConfigError, RunConfig, save_config
+from gr2.reuse import link_stage, release, run_id
 from gr2.runs import RunDir
 
 log = logging.getLogger(__name__)
@@ -114,6 +116,7 @@ def run_stage(run: RunDir, cfg: RunConfig, name: str, force: bool = False) -> di
         log.info("stage %s: complete, skipped", name)
         return None
     log.info("stage %s: running", name)
+    release(run, name)  # a folder linked from another run: this run's outputs go to a folder of its own
     run.mark_running(name, fp)
     start = time.perf_counter()
     try:
@@ -131,18 +134,35 @@ def run_stage(run: RunDir, cfg: RunConfig, name: str, force: bool = False) -> di
     return summary
 
 
+def reusable(run: RunDir, base: RunDir, cfg: RunConfig, stage: Stage) -> bool:
+    """True when ``base`` holds ``stage`` complete with the fingerprint ``cfg`` gives it, and
+    the stages it reads only when present (``after``, not in the fingerprint) are the same in both
+    runs: linked from ``base``, or absent from both."""
+    if not base.is_complete(stage.name, fingerprint(cfg, stage)):
+        return False
+    return all(run.reused_from(a) == run_id(base) if base.is_complete(a) else not run.is_complete(a)
+               for a in stage.after)
+
+
 def run_pipeline(
     out: str | Path,
     cfg: RunConfig,
     stages: Sequence[str] | None = None,
     force: Sequence[str] = (),
+    reuse: str | Path | None = None,
 ) -> RunDir:
     """Run the stages in order (all by default) in ``out``; resumes where a previous run stopped.
 
     ``force`` names stages to redo even when complete. A stage that reads from a stage that ran
-    in this call is redone too, since its inputs were rewritten.
+    in this call is redone too, since its inputs were rewritten. ``reuse``: a finished run whose
+    stages with the same fingerprint are linked into ``out`` instead of run (:mod:`gr2.reuse`).
     """
     run = RunDir(Path(out))
+    base = None if reuse is None else RunDir(Path(reuse))
+    if base is not None and not base.manifest_path.is_file():
+        raise FileNotFoundError(f"--reuse {base.path}: no {base.manifest_path.name} there (not a run directory)")
+    if base is not None and run_id(base) == str(run.path.resolve()):
+        raise ConfigError(f"--reuse {base.path}: a run cannot reuse itself")
     run.path.mkdir(parents=True, exist_ok=True)
     run.record_config(cfg.to_dict())
     save_config(cfg, run.path / "config.yaml")
@@ -154,6 +174,10 @@ def run_pipeline(
         stage = get_stage(name, cfg)
         if redo & set(stage.upstream + stage.after):
             redo.add(name)
+        if (base is not None and name not in redo and not run.is_complete(name, fingerprint(cfg, stage))
+                and reusable(run, base, cfg, stage)):
+            link_stage(run, base, name)
+            log.info("stage %s: reused from %s", name, base.path)
         if run_stage(run, cfg, name, force=name in redo) is not None:
             redo.add(name)  # everything downstream of a stage that ran is rebuilt on its outputs
     return run

@@ -19,10 +19,11 @@ import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from importlib import metadata
-from pathlib import Path
-from typing import Any
+from pathlib import Path, PurePosixPath
+from typing import TYPE_CHECKING, Any
 
-import pandas as pd
+if TYPE_CHECKING:  # only a type here: the CLI imports this module and stays free of pandas
+    import pandas as pd
 
 MANIFEST = "manifest.json"
 _TRACKED_PACKAGES = (
@@ -67,21 +68,22 @@ def atomic_path(path: Path) -> Iterator[Path]:
     """
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.parent / f".{path.name}.tmp-{os.getpid()}"
-    _remove(tmp)
+    remove_path(tmp)
     try:
         yield tmp
         if path.exists() and tmp.is_dir():
-            _remove(path)
+            remove_path(path)
         os.replace(tmp, path)
     finally:
-        _remove(tmp)
+        remove_path(tmp)
 
 
 def read_json(path: Path) -> Any:
     return json.loads(Path(path).read_text(encoding="utf-8"))
 
 
-def _remove(path: Path) -> None:
+def remove_path(path: Path) -> None:
+    """Delete a file, a symlink (not what it points to) or a folder tree; nothing when absent."""
     if path.is_dir() and not path.is_symlink():
         shutil.rmtree(path)
     elif path.exists() or path.is_symlink():
@@ -156,6 +158,10 @@ class RunDir:
             return False
         if fingerprint is not None and info.get("fingerprint") != fingerprint:
             return False
+        source = info.get("reused_from")
+        if source and (self.path / stage).is_symlink() and not RunDir(Path(source)).is_complete(
+                stage, info.get("fingerprint")):
+            return False  # the link shows the other run's current files: made with another config since
         return all((self.path / out).exists() for out in info.get("outputs", []))
 
     def mark_running(self, stage: str, fingerprint: str | None = None) -> None:
@@ -178,6 +184,21 @@ class RunDir:
                 info["summary"] = summary
 
         self._update(upd)
+
+    def stage_info(self, stage: str) -> dict[str, Any] | None:
+        """The manifest entry of ``stage`` (status, fingerprint, outputs, ...), ``None`` when absent."""
+        return self.manifest().get("stages", {}).get(stage)
+
+    def record_stage(self, stage: str, info: dict[str, Any]) -> None:
+        """Set the manifest entry of ``stage`` as a whole (a stage linked from another run)."""
+        def upd(m: dict[str, Any]) -> None:
+            m.setdefault("stages", {})[stage] = info
+
+        self._update(upd)
+
+    def reused_from(self, stage: str) -> str | None:
+        """The run whose outputs ``stage`` links to (:mod:`gr2.reuse`); ``None`` for a stage made here."""
+        return (self.stage_info(stage) or {}).get("reused_from")
 
     def mark_failed(self, stage: str, error: str) -> None:
         def upd(m: dict[str, Any]) -> None:
@@ -218,15 +239,33 @@ STAGE_MODELS = ("midtrain", "sft", "rl")
 """Model names that mean "this run's ``<stage>/model`` folder"."""
 
 
-def model_source(run: RunDir | None, model: str) -> str:
-    """What :func:`gr2.llm.registry.load` should load: ``"midtrain"``, ``"sft"`` or ``"rl"`` mean the
-    run's ``<stage>/model`` folder (an error naming the command to run when it is missing); anything
-    else (registry name, folder, cached hub id) is passed on."""
+def run_stage_model(run: RunDir, model: str) -> tuple[RunDir, str] | None:
+    """``(run, stage)`` when ``model`` names a run's stage model: ``"midtrain"``, ``"sft"`` or ``"rl"``
+    (this run's), or a path relative to this run ending in one of them whose ``model/`` folder exists,
+    e.g. ``variants/targeted/sft`` (a variant trained inside this run, :mod:`gr2.variants`).
+    ``None`` for anything else (registry name, folder, cached hub id)."""
     if model in STAGE_MODELS:
-        if run is None:
+        return run, model
+    rel = PurePosixPath(model)
+    if (not rel.is_absolute() and ".." not in rel.parts and rel.name in STAGE_MODELS
+            and (run.path / rel / "model" / "config.json").is_file()):
+        return RunDir(run.path / rel.parent), rel.name
+    return None
+
+
+def model_source(run: RunDir | None, model: str) -> str:
+    """What :func:`gr2.llm.registry.load` should load: for a run's stage model
+    (:func:`run_stage_model`) its ``<stage>/model`` folder (an error naming the command to run when it
+    is missing); anything else (registry name, folder, cached hub id) is passed on."""
+    if run is None:
+        if model in STAGE_MODELS:
             raise ValueError(f"model {model!r} names a stage's model: a run directory is needed")
-        return str(run.file(model, "model/config.json").parent)
-    return model
+        return model
+    found = run_stage_model(run, model)
+    if found is None:
+        return model
+    owner, stage = found
+    return str(owner.file(stage, "model/config.json").parent)
 
 
 def save_model(model: Any, tokenizer: Any, path: Path) -> None:

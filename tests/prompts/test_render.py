@@ -240,6 +240,23 @@ def test_assistant_text_needs_explanation_when_reasoning():
     assert assistant_text(None, [c.sid for c in CANDS], reasoning=False).startswith('{"recommendations"')
 
 
+@pytest.mark.parametrize("reasoning", [True, False])
+def test_short_instructions_keep_the_schema_and_drop_the_rest(reasoning):
+    full = PromptConfig(item_format="compact", domain_priming=False, reasoning=reasoning)
+    short = PromptConfig(item_format="compact", domain_priming=False, reasoning=reasoning, instructions="short")
+    a, b = build_messages(HISTORY, CANDS, full), build_messages(HISTORY, CANDS, short)
+    assert a.messages[1] == b.messages[1]  # the user message does not change
+    sys_short = b.messages[0]["content"]
+    assert len(sys_short) < len(a.messages[0]["content"]) / 3
+    assert "exactly once" in sys_short and '"recommendations": [' in sys_short
+    assert ('"explanation"' in sys_short) == reasoning
+    assert "history patterns" not in sys_short.lower()
+    primed = system_message(PromptConfig(instructions="short", reasoning=reasoning))
+    assert primed.startswith(DOMAIN_PRIMING["beauty"]) and primed.endswith(sys_short)
+    with pytest.raises(ValueError, match="instructions"):
+        PromptConfig(instructions="tiny")
+
+
 def test_size_is_reasonable():
     rp = build_messages(HISTORY, CANDS, PromptConfig())
     assert 500 < rp.approx_tokens() < 3000

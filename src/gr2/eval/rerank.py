@@ -10,7 +10,8 @@ often that happened.
 
 A system's orders are saved as ``eval/systems/<name>.json`` (format: :func:`save_system`); the
 evaluation stage (:func:`gr2.eval.stage.run_eval`) adds every saved system of its split to the results
-table. :func:`run_rerank_eval` does all of it for a run directory.
+table. :func:`rerank_system` scores and saves one system with a loaded model (the eval stage scores
+all rows of a model with one load); :func:`run_rerank_eval` does all of it for a run directory.
 """
 
 from __future__ import annotations
@@ -43,7 +44,6 @@ from gr2.runs import (
 
 log = logging.getLogger(__name__)
 
-"""Model names that mean "this run's ``<stage>/model`` folder"."""
 SYSTEMS_DIR = "systems"
 
 
@@ -181,6 +181,61 @@ def _recorded_eval_config(run: RunDir) -> EvalConfig:
     return EvalConfig(**{k: v for k, v in recorded.items() if k in known})
 
 
+def sample_lists(run: RunDir, split: str, n_lists: int | None, seed: int) -> pd.DataFrame:
+    """The run's ``candidates/<split>.parquet`` lists, or a seeded sample of ``n_lists`` of them (in
+    file order); every LLM row of a table is scored on the same sample."""
+    from gr2.eval.stage import load_lists
+
+    lists = load_lists(run, split)
+    if lists.empty:
+        raise ValueError(f"{run.path}/candidates/{split}.parquet has no lists to re-rank")
+    if n_lists is not None and n_lists < len(lists):
+        lists = lists.sample(n=n_lists, random_state=seed).sort_index()
+    return lists
+
+
+def load_model(run: RunDir, model: str, device: str = "auto") -> tuple[Any, Any]:
+    """``(model, tokenizer)`` of ``model`` (:func:`gr2.runs.model_source`) on ``device``."""
+    from gr2.llm.registry import load
+    from gr2.midtrain.train import resolve_device
+
+    return load(model_source(run, model), device=resolve_device(device))
+
+
+def rerank_system(
+    run: RunDir,
+    llm: Any,
+    tokenizer: Any,
+    model: str,
+    name: str,
+    lists: pd.DataFrame,
+    split: str,
+    prompt: PromptConfig | None = None,
+    params: GenerationParams | None = None,
+    batch_size: int = 4,
+    mode: str = "reasoning",
+    items: Mapping[int, ItemText] | None = None,
+) -> dict[str, Any]:
+    """Re-rank ``lists`` with a loaded model (``llm``, ``tokenizer``; ``model`` is what the row
+    records as its source) in ``mode`` and save the system ``name``; returns
+    :func:`evaluate_rerank`'s summary. Callers scoring several rows with one model load it once.
+    ``items``: the run's item texts (:func:`gr2.prompts.items.load_item_texts`, read when omitted)."""
+    if mode not in ("reasoning", "direct"):
+        raise ValueError(f"mode must be 'reasoning' or 'direct', got {mode!r}")
+    items = load_item_texts(run) if items is None else items
+    log.info("rerank eval: %s as %r (%s) on %d %s lists", model, name, mode, len(lists), split)
+    if mode == "direct":
+        from gr2.eval.direct import rerank_lists_direct
+
+        outputs = rerank_lists_direct(llm, tokenizer, lists, items, prompt, batch_size, progress=True)
+        params = None
+    else:
+        outputs = rerank_lists(llm, tokenizer, lists, items, prompt, params, batch_size, progress=True)
+    summary = evaluate_rerank(outputs, lists)
+    save_system(run, name, model, split, outputs, summary, prompt, params, mode)
+    return summary
+
+
 def run_rerank_eval(
     run: RunDir,
     model: str,
@@ -193,50 +248,32 @@ def run_rerank_eval(
     device: str = "auto",
     seed: int = 0,
     eval_cfg: EvalConfig | None = None,
-    render: bool = True,
     mode: str = "reasoning",
 ) -> dict[str, Any]:
-    """Re-rank the run's ``candidates/<split>.parquet`` lists with ``model`` (registry name, folder,
-    or ``"midtrain"``/``"sft"``/``"rl"`` for this run's stage model), save the system
-    (``eval/systems/<name>.json``) and, when ``split`` is the results table's split, re-render
-    ``eval/results.{json,md}`` with every row (:func:`gr2.eval.stage.run_eval`; it refits LambdaMART).
+    """``gr2 eval rerank``: re-rank the run's ``candidates/<split>.parquet`` lists with ``model``
+    (registry name, folder, or a run's stage model such as ``"rl"``, :func:`gr2.runs.run_stage_model`),
+    save the system (``eval/systems/<name>.json``) and, when ``split`` is the results table's split,
+    re-render ``eval/results.{json,md}`` with every row (:func:`gr2.eval.stage.run_eval`; it refits
+    LambdaMART).
 
     ``n_lists``: evaluate a random sample of that many lists (seeded by ``seed``; the table then
     compares the system with the pre-rank order on the same lists). ``mode``: ``"reasoning"`` generates
     and parses answers, ``"direct"`` scores the candidates without generating
     (:mod:`gr2.eval.direct`; ``params`` unused). ``eval_cfg``: the table's config
-    (default: the one recorded in the run's manifest); ``render=False`` only saves the system (the
-    eval stage renders the table itself). Returns :func:`evaluate_rerank`'s summary.
+    (default: the one recorded in the run's manifest). Returns :func:`evaluate_rerank`'s summary.
     """
-    from gr2.eval.stage import load_lists, run_eval
-    from gr2.llm.registry import load
-    from gr2.midtrain.train import resolve_device
+    from gr2.eval.stage import run_eval
+    from gr2.reuse import detach
 
-    if mode not in ("reasoning", "direct"):
-        raise ValueError(f"mode must be 'reasoning' or 'direct', got {mode!r}")
-    lists = load_lists(run, split)
-    if lists.empty:
-        raise ValueError(f"{run.path}/candidates/{split}.parquet has no lists to re-rank")
-    if n_lists is not None and n_lists < len(lists):
-        lists = lists.sample(n=n_lists, random_state=seed).sort_index()
-    source = model_source(run, model)
-    llm, tok = load(source, device=resolve_device(device))
-    log.info("rerank eval: %s (%s) on %d %s lists", model, source, len(lists), split)
-    if mode == "direct":
-        from gr2.eval.direct import rerank_lists_direct
-
-        outputs = rerank_lists_direct(llm, tok, lists, load_item_texts(run), prompt, batch_size, progress=True)
-        params = None
-    else:
-        outputs = rerank_lists(llm, tok, lists, load_item_texts(run), prompt, params, batch_size, progress=True)
-    summary = evaluate_rerank(outputs, lists)
+    lists = sample_lists(run, split, n_lists, seed)
+    llm, tok = load_model(run, model, device)
+    detach(run, "eval")  # an eval folder linked from another run gets this run's row only
     name = name or Path(model).name
-    path = save_system(run, name, model, split, outputs, summary, prompt, params, mode)
+    summary = rerank_system(run, llm, tok, model, name, lists, split, prompt, params, batch_size, mode)
     cfg = eval_cfg or _recorded_eval_config(run)
-    if not render:
-        return summary
     if cfg.split == split:
         run_eval(run, cfg, llm_rows_too=False)
     else:
-        log.info("rerank eval: %s saved; the results table is on %s lists, not re-rendered", path, cfg.split)
+        log.info("rerank eval: %s saved; the results table is on %s lists, not re-rendered",
+                 system_path(run, name), cfg.split)
     return summary

@@ -180,6 +180,7 @@ def run_retrieval_eval(
     from gr2.data.stage import load_split
     from gr2.llm.registry import load
     from gr2.prerank import full_catalogue_metrics, make_preranker
+    from gr2.reuse import detach
     from gr2.runs import atomic_write_json, atomic_write_text, model_source, read_json
 
     data = load_split(run)
@@ -202,6 +203,7 @@ def run_retrieval_eval(
     rows[f"LLM beam ({model})"] = {k: res[k] for k in ("R@5", "R@10", "N@5", "N@10", "n")}
     out = {"split": split, "n_users": len(examples), "num_beams": num_beams, "model": model,
            "ms_per_user": res["ms_per_example"], "systems": rows}
+    detach(run, "eval")  # an eval folder linked from another run gets this run's file only
     folder = run.stage_dir("eval")
     atomic_write_json(folder / f"retrieval-{split}.json", out)
     lines = [f"# Full-catalogue retrieval on {len(examples)} {split} users (seen items excluded)", "",

@@ -22,6 +22,7 @@ from gr2.eval.report import REFERENCE, markdown_table, summarise
 from gr2.eval.rerank import load_systems
 from gr2.prompts.render import PromptConfig
 from gr2.runs import (
+    STAGE_MODELS,
     RunDir,
     atomic_path,
     atomic_write_json,
@@ -89,36 +90,52 @@ def run_eval(run: RunDir, cfg: EvalConfig, llm_rows_too: bool = True) -> dict:
     return write_results(run, lists, systems, cfg)
 
 
-def llm_row_specs(model: str, prompt: PromptConfig, cfg: EvalConfig) -> list[tuple[str, str, PromptConfig]]:
-    """``(row name, mode, prompt)`` of every row ``model`` gets: one per mode in ``cfg.llm_modes`` with
-    the trained prompt, plus (``cfg.llm_controls``) the same with the other presentation order."""
+def llm_row_specs(system: str, prompt: PromptConfig, cfg: EvalConfig, qualifier: str | None = None
+                  ) -> list[tuple[str, str, PromptConfig]]:
+    """``(row name, mode, prompt)`` of every row a model gets: one per mode in ``cfg.llm_modes`` with
+    the trained prompt, plus (``cfg.llm_controls``) the same with the other presentation order. Rows
+    are named ``system (qualifier, mode[, control])`` (:func:`gr2.eval.labels.model_label`)."""
     other = "prerank" if prompt.order == "shuffled" else "shuffled"
     label = {"prerank": "pre-rank order shown", "shuffled": "shuffled order shown"}[other]
+    head = [qualifier] if qualifier else []
     specs = []
     for mode in cfg.llm_modes:
-        specs.append((f"{model} ({mode})", mode, prompt))
+        specs.append((f"{system} ({', '.join([*head, mode])})", mode, prompt))
         if cfg.llm_controls:
-            specs.append((f"{model} ({mode}, {label})", mode, dataclasses.replace(prompt, order=other)))
+            specs.append((f"{system} ({', '.join([*head, mode, label])})", mode,
+                          dataclasses.replace(prompt, order=other)))
     return specs
 
 
 def llm_rows(run: RunDir, cfg: EvalConfig) -> None:
     """Re-rank with each of ``cfg.llm_models`` in each of ``cfg.llm_modes`` (the trained prompt
     format; plus the presentation controls) and save each as a system (``eval/systems/``), which
-    :func:`write_results` turns into a row."""
-    from gr2.eval.rerank import run_rerank_eval
+    :func:`write_results` turns into a row. Each model is loaded once for all its rows, and every row
+    is scored on the same sample of lists."""
+    from gr2.eval.labels import model_label
+    from gr2.eval.rerank import load_model, rerank_system, sample_lists
     from gr2.llm.generate import GenerationParams
-    from gr2.prompts.items import trained_prompt
+    from gr2.prompts.items import load_item_texts, trained_prompt
 
+    models = []
     for model in cfg.llm_models:
-        if model in ("midtrain", "sft", "rl") and not (run.path / model / "model" / "config.json").exists():
+        if model in STAGE_MODELS and not (run.path / model / "model" / "config.json").exists():
             log.info("eval: no %s model in this run, row skipped", model)
-            continue
-        params = GenerationParams(max_new_tokens=cfg.llm_max_new_tokens, temperature=0.0)
-        for name, mode, prompt in llm_row_specs(model, trained_prompt(run.path, model) or PromptConfig(), cfg):
-            run_rerank_eval(run, model, name=name, split=cfg.split, n_lists=cfg.llm_lists, prompt=prompt,
-                            params=params, batch_size=cfg.llm_batch_size, seed=cfg.seed, eval_cfg=cfg,
-                            render=False, mode=mode)
+        else:
+            models.append(model)
+    if not models:
+        return
+    lists = sample_lists(run, cfg.split, cfg.llm_lists, cfg.seed)
+    items = load_item_texts(run)
+    params = GenerationParams(max_new_tokens=cfg.llm_max_new_tokens, temperature=0.0)
+    for model in models:
+        llm, tok = load_model(run, model)
+        system, qualifier = model_label(run, model)
+        for name, mode, prompt in llm_row_specs(system, trained_prompt(run.path, model) or PromptConfig(), cfg,
+                                                qualifier):
+            rerank_system(run, llm, tok, model, name, lists, cfg.split, prompt, params, cfg.llm_batch_size, mode,
+                          items)
+        del llm, tok  # the next model is loaded only after this one is released
 
 
 def saved_orders(saved: list[dict], lists: pd.DataFrame, taken: set[str]

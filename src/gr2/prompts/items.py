@@ -10,6 +10,7 @@ from typing import Any
 import pandas as pd
 
 from gr2.prompts.render import ItemText, PromptConfig
+from gr2.runs import RunDir, run_stage_model
 
 __all__ = ["item_texts", "load_item_texts", "trained_prompt"]
 
@@ -35,7 +36,12 @@ def load_item_texts(run: Any) -> dict[int, ItemText]:
 def trained_prompt(run_path: str | Path, model: str = "sft") -> PromptConfig | None:
     """The prompt format a run's model was trained on, from its manifest: ``rl.prompt`` for the RL
     model (with ``rl.reasoning``), ``traces.prompt`` for every other model (the SFT student learnt the
-    traces' format). ``None`` when the manifest records none."""
+    traces' format). A model of a run inside this one (``variants/targeted/rl``,
+    :func:`gr2.runs.run_stage_model`) is read from that run's manifest. ``None`` when the manifest
+    records none."""
+    found = run_stage_model(RunDir(Path(run_path)), model)
+    if found is not None:
+        run_path, model = found[0].path, found[1]
     try:
         config = json.loads((Path(run_path) / "manifest.json").read_text(encoding="utf-8"))["config"]
     except (OSError, ValueError, KeyError):

@@ -143,6 +143,13 @@ class PromptConfig:
     sid_wrap:
         Show SIDs wrapped in ``<|sid_begin|>``/``<|sid_end|>`` (the paper's rendering, for a
         vocabulary that has those tokens).
+    instructions:
+        ``"full"``: the system message states all five principles (role, input, reasoning steps,
+        guidelines, output schema; ~350 tokens) — what a model that has not been trained on the
+        task needs (a teacher, a zero-shot baseline). ``"short"``: the task and the output schema
+        in two sentences (~60 tokens, plus the priming block when enabled) — for a student that
+        learns the task from its fine-tuning data, where the full instructions would be half of
+        every training example and of every request's prefill.
     """
 
     item_format: Literal["full", "compact"] = "full"
@@ -157,8 +164,11 @@ class PromptConfig:
     number_candidates: bool = True
     max_title_chars: int | None = 120
     sid_wrap: bool = False
+    instructions: Literal["full", "short"] = "full"
 
     def __post_init__(self) -> None:
+        if self.instructions not in ("full", "short"):
+            raise ValueError(f"instructions must be 'full' or 'short', got {self.instructions!r}")
         if self.item_format not in ("full", "compact"):
             raise ValueError(f"item_format must be 'full' or 'compact', got {self.item_format!r}")
         if self.order not in ("prerank", "shuffled"):
@@ -299,6 +309,12 @@ _SCHEMA_RANKING = ('{"recommendations": ["<SID of the best candidate>", "<SID of
 
 def system_message(cfg: PromptConfig) -> str:
     """The system message: identical for every request rendered with ``cfg`` (KV-cache friendly)."""
+    schema = _SCHEMA_REASONING if cfg.reasoning else _SCHEMA_RANKING
+    if cfg.instructions == "short":
+        task = ("Re-rank the candidate items so that the one this user is most likely to purchase next "
+                "comes first. Reply with one JSON object that lists the SID of every candidate exactly once:\n"
+                + schema)
+        return f"{cfg.priming.strip()}\n\n{task}" if cfg.priming else task
     blocks: list[str] = []
     # (1) role and task
     blocks.append(
@@ -346,7 +362,6 @@ def system_message(cfg: PromptConfig) -> str:
         "- Reply with one JSON object and nothing else: no text before or after it.",
     ]
     blocks.append("\n".join(guide))
-    schema = _SCHEMA_REASONING if cfg.reasoning else _SCHEMA_RANKING
     blocks.append("Output format (the <...> parts are placeholders):\n" + schema)
     return "\n\n".join(blocks)
 

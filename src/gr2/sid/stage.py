@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from gr2.reuse import detach
 from gr2.runs import RunDir, atomic_write_json, atomic_write_parquet, atomic_write_text
 from gr2.sid.config import SidConfig
 from gr2.sid.embed import EmbedFn, embed_texts, model_embed_fn, model_id, render_texts
@@ -263,6 +264,7 @@ def run_ablation(
     With ``baseline`` the RQ-KMeans tokenizer is measured too (random last level off and on).
     Writes ``sid/ablation.json`` and ``sid/ablation.md``; returns the JSON content.
     """
+    detach(run, "sid")  # a sid folder linked from another run gets this run's ablation only
     t_start = time.perf_counter()
     emb, emb_meta = item_embeddings(run, cfg, None, embed_fn)
     pairs = None
