@@ -145,11 +145,11 @@ class PromptConfig:
         vocabulary that has those tokens).
     instructions:
         ``"full"``: the system message states all five principles (role, input, reasoning steps,
-        guidelines, output schema; ~350 tokens) — what a model that has not been trained on the
-        task needs (a teacher, a zero-shot baseline). ``"short"``: the task and the output schema
-        in two sentences (~60 tokens, plus the priming block when enabled) — for a student that
-        learns the task from its fine-tuning data, where the full instructions would be half of
-        every training example and of every request's prefill.
+        guidelines, output schema; 387 SmolLM2 tokens for compact ranking-only prompts) — what a
+        model that has not been trained on the task needs (a teacher, a zero-shot baseline).
+        ``"short"``: the task and the output schema in two sentences (73 tokens, plus the priming
+        block when enabled) — for a student that learns the task from its fine-tuning data, where
+        the full instructions would be half of every training example and of every prefill.
     """
 
     item_format: Literal["full", "compact"] = "full"
