@@ -68,7 +68,7 @@ class RunConfig:
 
 
 def profile_path(name: str) -> Path:
-    """Path of a bundled profile (``quick``, ``full``, ``tiny``) shipped in ``gr2/configs``."""
+    """Path of a bundled profile (``quick``, ``medium``, ``full``, ``tiny``) shipped in ``gr2/configs``."""
     path = Path(str(resources.files("gr2") / "configs" / f"{name}.yaml"))
     if not path.exists():
         available = sorted(p.stem for p in path.parent.glob("*.yaml"))

@@ -6,7 +6,7 @@ from gr2.config import ConfigError, RunConfig, load_config, profile_path, save_c
 
 
 def test_profiles_load_and_round_trip(tmp_path):
-    for name in ("quick", "full", "tiny"):
+    for name in ("quick", "medium", "full", "tiny"):
         cfg = load_config(profile_path(name))
         assert isinstance(cfg, RunConfig)
         save_config(cfg, tmp_path / f"{name}.yaml")

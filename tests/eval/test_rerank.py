@@ -3,6 +3,7 @@ order), a fake generator with known answers (exact metrics), saved systems in th
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 
@@ -56,6 +57,14 @@ def oracle(lists: pd.DataFrame):
     target_of = {frozenset(sid_of(int(c)) for c in cands): sid_of(int(t))
                  for cands, t in zip(lists["candidates"], lists["target"])}
     return lambda shown: sorted(shown, key=lambda s: s != target_of[frozenset(shown)])
+
+
+def write_system(run, name: str, split: str, orders: dict, model: str = "m") -> None:
+    """A saved system as :func:`gr2.eval.rerank.save_system` writes it (the fields the table reads)."""
+    rr.system_path(run, name).parent.mkdir(parents=True, exist_ok=True)
+    rr.system_path(run, name).write_text(json.dumps({
+        "name": name, "model": model, "split": split, "n_lists": len(orders), "orders": orders,
+        "valid": dict.fromkeys(orders, True), "summary": {"valid_rate": 1.0}}))
 
 
 def test_tiny_llama_outputs_are_invalid_and_repaired_to_the_prerank_order(rerank_run):
@@ -149,10 +158,7 @@ def test_saved_systems_of_other_splits_and_taken_names_are_skipped(rerank_run):
     lists = lists_of(rerank_run)
     orders = {e: list(range(K))[::-1] for e in lists["example_id"]}
     for name, split in (("reverse", "test"), ("val system", "val"), ("oracle", "test")):
-        rr.system_path(rerank_run, name).parent.mkdir(parents=True, exist_ok=True)
-        rr.system_path(rerank_run, name).write_text(json.dumps({
-            "name": name, "model": "m", "split": split, "n_lists": len(orders), "orders": orders,
-            "valid": dict.fromkeys(orders, True), "summary": {"valid_rate": 1.0}}))
+        write_system(rerank_run, name, split, orders)
     run_eval(rerank_run, TABLE)
     results = json.loads((rerank_run.path / "eval" / "results.json").read_text())
     assert "reverse" in results["systems"] and "val system" not in results["systems"]
@@ -166,11 +172,7 @@ def test_systems_on_the_same_sample_share_one_table(rerank_run):
     lists = lists_of(rerank_run)
     sample = list(lists["example_id"])[:3]
     for name, order in (("reverse", list(range(K))[::-1]), ("identity", list(range(K)))):
-        orders = dict.fromkeys(sample, order)
-        rr.system_path(rerank_run, name).parent.mkdir(parents=True, exist_ok=True)
-        rr.system_path(rerank_run, name).write_text(json.dumps({
-            "name": name, "model": "m", "split": "test", "n_lists": 3, "orders": orders,
-            "valid": dict.fromkeys(orders, True), "summary": {"valid_rate": 1.0}}))
+        write_system(rerank_run, name, "test", dict.fromkeys(sample, order))
     run_eval(rerank_run, TABLE)
     results = json.loads((rerank_run.path / "eval" / "results.json").read_text())
     assert set(results["subsets"]) == {"reverse", "identity"}
@@ -178,6 +180,29 @@ def test_systems_on_the_same_sample_share_one_table(rerank_run):
         results["subsets"]["identity"]["systems"]["pre-rank order"]["metrics"]
     table = (rerank_run.path / "eval" / "results.md").read_text()
     assert table.count("on 3 of the 6 test lists") == 1 and "identity, reverse on 3 of the 6" in table
+
+
+def test_rescoring_a_model_drops_its_earlier_rows(rerank_run, monkeypatch):
+    import gr2.eval.stage as stage
+
+    orders = {e: list(range(K)) for e in lists_of(rerank_run)["example_id"]}
+    for name, split, model in (("sft (old name)", "test", "sft"), ("sft on val", "val", "sft"),
+                               ("rl (direct)", "test", "rl")):
+        write_system(rerank_run, name, split, orders, model=model)
+        rr.system_path(rerank_run, name).with_suffix(".outputs.jsonl").write_text("{}\n")
+    assert rr.drop_systems(rerank_run, "test", "sft") == ["sft (old name)"]
+    left = sorted(p.name for p in rr.system_path(rerank_run, "x").parent.iterdir())
+    assert left == ["rl_direct.json", "rl_direct.outputs.jsonl", "sft_on_val.json", "sft_on_val.outputs.jsonl"]
+
+    # the eval stage drops a model's saved rows before it re-scores the model
+    scored = []
+    monkeypatch.setattr(rr, "load_model", lambda run, model: (None, None))
+    monkeypatch.setattr(rr, "rerank_system", lambda run, llm, tok, model, name, *a: scored.append((model, name)))
+    monkeypatch.setattr(stage, "STAGE_MODELS", ())
+    stage.llm_rows(rerank_run, dataclasses.replace(TABLE, llm_models=["rl"], llm_lists=2))
+    assert scored and {m for m, _ in scored} == {"rl"}
+    assert [s["name"] for s in rr.load_systems(rerank_run, "test")] == []
+    assert [s["name"] for s in rr.load_systems(rerank_run, "val")] == ["sft on val"]
 
 
 def test_model_source(rerank_run):

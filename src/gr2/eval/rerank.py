@@ -40,6 +40,7 @@ from gr2.runs import (
     atomic_write_text,
     model_source,
     read_json,
+    remove_path,
 )
 
 log = logging.getLogger(__name__)
@@ -172,6 +173,21 @@ def load_systems(run: RunDir, split: str) -> list[dict[str, Any]]:
     folder = run.path / "eval" / SYSTEMS_DIR
     found = [read_json(p) for p in sorted(folder.glob("*.json"))] if folder.is_dir() else []
     return [s for s in found if s.get("split") == split]
+
+
+def drop_systems(run: RunDir, split: str, model: str) -> list[str]:
+    """Delete every saved system of ``model`` on ``split`` (its JSON and outputs) and return their
+    names. The eval stage re-scores a model with all of its rows, so rows from an earlier version of
+    the model, or under a name no longer produced, must not come back into the table."""
+    folder = run.path / "eval" / SYSTEMS_DIR
+    dropped = []
+    for path in sorted(folder.glob("*.json")) if folder.is_dir() else []:
+        system = read_json(path)
+        if system.get("split") == split and system.get("model") == model:
+            remove_path(path)
+            remove_path(path.with_suffix(".outputs.jsonl"))
+            dropped.append(system["name"])
+    return dropped
 
 
 def _recorded_eval_config(run: RunDir) -> EvalConfig:

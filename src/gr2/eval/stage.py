@@ -111,9 +111,11 @@ def llm_rows(run: RunDir, cfg: EvalConfig) -> None:
     """Re-rank with each of ``cfg.llm_models`` in each of ``cfg.llm_modes`` (the trained prompt
     format; plus the presentation controls) and save each as a system (``eval/systems/``), which
     :func:`write_results` turns into a row. Each model is loaded once for all its rows, and every row
-    is scored on the same sample of lists."""
+    is scored on the same sample of lists. A model's earlier saved rows are deleted first
+    (:func:`gr2.eval.rerank.drop_systems`): they came from an older version of it or a row name no
+    longer produced."""
     from gr2.eval.labels import model_label
-    from gr2.eval.rerank import load_model, rerank_system, sample_lists
+    from gr2.eval.rerank import drop_systems, load_model, rerank_system, sample_lists
     from gr2.llm.generate import GenerationParams
     from gr2.prompts.items import load_item_texts, trained_prompt
 
@@ -129,6 +131,9 @@ def llm_rows(run: RunDir, cfg: EvalConfig) -> None:
     items = load_item_texts(run)
     params = GenerationParams(max_new_tokens=cfg.llm_max_new_tokens, temperature=0.0)
     for model in models:
+        dropped = drop_systems(run, cfg.split, model)
+        if dropped:
+            log.info("eval: re-scoring %s replaces its saved rows %s", model, ", ".join(dropped))
         llm, tok = load_model(run, model)
         system, qualifier = model_label(run, model)
         for name, mode, prompt in llm_row_specs(system, trained_prompt(run.path, model) or PromptConfig(), cfg,
