@@ -8,7 +8,7 @@ import time
 import numpy as np
 import pytest
 
-from gr2.eval.stats import bootstrap_ci, paired_bootstrap
+from gr2.eval.stats import bootstrap_ci, format_p_value, paired_bootstrap
 
 PAIRED_KEYS = {
     "n", "mean_a", "mean_b", "diff", "diff_lo", "diff_hi",
@@ -163,6 +163,17 @@ def test_paired_p_value_definition() -> None:
     # p is a multiple of 2 / n_boot, in [0, 1]
     assert 0.0 <= res["p_value"] <= 1.0
     assert (res["p_value"] * 500 / 2) == pytest.approx(round(res["p_value"] * 500 / 2))
+
+
+def test_format_p_value_bounds_a_zero_by_the_two_sided_resolution() -> None:
+    a = np.zeros(100)
+    res = paired_bootstrap(a, a + 1.0, n_boot=1000, seed=0)
+    assert res["p_value"] == 0.0
+    assert format_p_value(res["p_value"], 1000) == "<0.002"  # two-sided: the smallest non-zero p is 2/B
+    assert format_p_value(0.0, 2000) == "<0.001"
+    assert format_p_value(0.0, None) == "0"
+    assert format_p_value(0.0437, 1000) == "0.044"
+    assert format_p_value(None, 1000) == "—" and format_p_value(math.nan, 1000) == "—"
 
 
 def test_paired_deterministic_for_seed() -> None:

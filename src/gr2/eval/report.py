@@ -7,7 +7,7 @@ from collections.abc import Mapping
 
 import numpy as np
 
-from gr2.eval.stats import bootstrap_ci, paired_bootstrap
+from gr2.eval.stats import bootstrap_ci, format_p_value, paired_bootstrap
 
 REFERENCE = "pre-rank order"
 HEADLINE = "N@5"
@@ -31,7 +31,7 @@ def summarise(
     return out
 
 
-def markdown_table(systems: Mapping[str, dict], keys: list[str], n_lists: int, title: str) -> str:
+def markdown_table(systems: Mapping[str, dict], keys: list[str], n_lists: int, title: str, n_boot: int) -> str:
     """One row per system; the last column is the relative N@5 change vs the pre-rank order."""
     cols = [k for k in keys if k.startswith(("R@", "N@"))]
     lines = [
@@ -50,10 +50,6 @@ def markdown_table(systems: Mapping[str, dict], keys: list[str], n_lists: int, t
             delta = "—"
         else:
             delta = (f"{cmp['rel_diff']:+.1%} [{cmp['rel_lo']:+.1%}, {cmp['rel_hi']:+.1%}], "
-                     f"p={_p(cmp['p_value'])}")
+                     f"p={format_p_value(cmp['p_value'], n_boot)}")
         lines.append(f"| {name} | " + " | ".join(cells) + f" | {delta} |")
     return "\n".join(lines) + "\n"
-
-
-def _p(p: float) -> str:
-    return "<0.002" if p == 0 else f"{p:.3f}"

@@ -200,7 +200,7 @@ def write_results(run: RunDir, lists: pd.DataFrame, systems: dict[str, list[np.n
     keys = metric_keys(cfg.recall_ks, cfg.ndcg_ks)
     summary = _summary(lists, {**systems, **full}, keys, cfg)
     results: dict = {"split": cfg.split, "n_lists": len(lists), "systems": summary}
-    tables = [markdown_table(summary, keys, len(lists), f"Re-ranking on {cfg.split} lists")]
+    tables = [markdown_table(summary, keys, len(lists), f"Re-ranking on {cfg.split} lists", cfg.bootstrap)]
     k = len(lists["candidates"].iloc[0])
     # Systems scored on the same sample of lists share one table (and one pre-rank row).
     groups: dict[tuple[int, ...], dict[str, list[np.ndarray]]] = {}
@@ -213,7 +213,8 @@ def write_results(run: RunDir, lists: pd.DataFrame, systems: dict[str, list[np.n
             results.setdefault("subsets", {})[name] = {
                 "n_lists": len(rows), "systems": {n: sub_summary[n] for n in (REFERENCE, name)}}
         tables.append(markdown_table(sub_summary, keys, len(rows),
-                                     f"{', '.join(members)} on {len(rows)} of the {len(lists)} {cfg.split} lists"))
+                                     f"{', '.join(members)} on {len(rows)} of the {len(lists)} {cfg.split} lists",
+                                     cfg.bootstrap))
     notes = [llm_note(s) for s in saved if s["name"] in full or s["name"] in partial]
     if notes:
         tables.append("LLM rows:\n\n" + "\n".join(notes) + "\n")

@@ -104,6 +104,16 @@ def bootstrap_ci(
     return float(x.mean()), lo, hi
 
 
+def format_p_value(p: float | None, n_boot: int | None) -> str:
+    """A :func:`paired_bootstrap` p-value for a table. It is two-sided (twice the share of resamples
+    on the far side of zero), so 0 means p < 2/B; without B it is written ``0``."""
+    if p is None or math.isnan(p):
+        return "—"
+    if p == 0:
+        return f"<{2 / n_boot:.2g}" if n_boot else "0"
+    return f"{p:.3f}"
+
+
 def paired_bootstrap(
     a: ValuesLike,
     b: ValuesLike,

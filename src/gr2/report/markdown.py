@@ -67,15 +67,6 @@ def pct(x: float | None) -> str:
     return "—" if x is None else f"{x:.1%}"
 
 
-def p_value(p: float | None, n_boot: int | None) -> str:
-    """A bootstrap p-value; 0 means no resample crossed zero, i.e. below 1/B."""
-    if p is None:
-        return "—"
-    if p == 0:
-        return f"<{1 / n_boot:.2g}" if n_boot else "0"
-    return f"{p:.3f}"
-
-
 def table(header: Sequence[str], rows: Iterable[Sequence[Any]]) -> str:
     """A Markdown table; cells go through :func:`fmt` unless already strings."""
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]

@@ -12,6 +12,7 @@ from typing import Any
 import yaml
 
 from gr2.eval.report import HEADLINE, REFERENCE
+from gr2.eval.stats import format_p_value
 from gr2.pipeline import STAGE_NAMES
 from gr2.report.artifacts import llm_systems, read_jsonl, retrieval_results
 from gr2.report.markdown import (
@@ -19,7 +20,6 @@ from gr2.report.markdown import (
     fmt,
     kv_table,
     not_run,
-    p_value,
     pct,
     secs,
     source,
@@ -181,7 +181,7 @@ def _gate(ctx: Context) -> str:
               [["teacher", t.get("top1"), t.get("R@5"), t.get("N@5"), pct(t.get("valid_rate"))],
                [REFERENCE, p.get("top1"), p.get("R@5"), p.get("N@5"), "—"]]),
         (f"Top-1 difference {fmt(g.get('top1_diff'))}, 95% paired-bootstrap CI [{fmt(lo)}, {fmt(hi)}], "
-        f"p = {p_value(g.get('p_value'), None)}: **{verdict}**.\n"),
+        f"p = {format_p_value(g.get('p_value'), None)}: **{verdict}**.\n"),
     ])
 
 
@@ -274,7 +274,7 @@ def _deltas(ctx: Context, row: dict[str, Any]) -> list[str]:
     for k in CI_METRICS:
         c = row.get("vs_prerank", {}).get(k)
         cells.append("—" if c is None else f"{c['rel_diff']:+.1%} [{c['rel_lo']:+.1%}, {c['rel_hi']:+.1%}], "
-                                           f"p={p_value(c['p_value'], ctx.bootstrap)}")
+                                           f"p={format_p_value(c['p_value'], ctx.bootstrap)}")
     return cells
 
 
