@@ -25,6 +25,7 @@ def test_verdict_passes_a_teacher_that_finds_the_target():
     v = gate_verdict(records)
     assert v["lists"] == 100 and v["teacher"]["top1"] == 1.0 and v["prerank"]["top1"] == pytest.approx(0.2)
     assert v["passed"] and v["top1_diff"] == pytest.approx(0.8) and v["top1_diff_ci"][0] > 0
+    assert v["p_value"] == 0 and v["n_boot"] == 1000  # what the report needs to write p < 0.002
 
 
 def test_verdict_fails_a_copier_and_ignores_later_attempts():

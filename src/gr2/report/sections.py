@@ -181,7 +181,7 @@ def _gate(ctx: Context) -> str:
               [["teacher", t.get("top1"), t.get("R@5"), t.get("N@5"), pct(t.get("valid_rate"))],
                [REFERENCE, p.get("top1"), p.get("R@5"), p.get("N@5"), "—"]]),
         (f"Top-1 difference {fmt(g.get('top1_diff'))}, 95% paired-bootstrap CI [{fmt(lo)}, {fmt(hi)}], "
-        f"p = {format_p_value(g.get('p_value'), None)}: **{verdict}**.\n"),
+        f"p = {format_p_value(g.get('p_value'), g.get('n_boot'))}: **{verdict}**.\n"),
     ])
 
 

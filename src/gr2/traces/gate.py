@@ -47,7 +47,7 @@ def gate_verdict(records: Sequence[dict[str, Any]], n_boot: int = 1000, seed: in
                     "valid_rate": sum(r["status"] == "ok" for r in first) / len(first)},
         "prerank": {"top1": sum(top1_prerank) / len(first), "R@5": prerank["R@5"], "N@5": prerank["N@5"]},
         "top1_diff": test["diff"], "top1_diff_ci": [test["diff_lo"], test["diff_hi"]], "p_value": test["p_value"],
-        "passed": bool(test["diff_lo"] > 0),
+        "n_boot": n_boot, "passed": bool(test["diff_lo"] > 0),
     }
 
 
