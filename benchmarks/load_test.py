@@ -17,7 +17,7 @@ logits vs the last one's.
 ``smollm2-135m``) with the SID vocabulary added and random distinct 4-level SIDs (untrained SID rows:
 fine for latency), for the items of ``--items`` (a ``data/items.parquet``).
 
-    python benchmarks/load_test.py --make-run /tmp/gr2-bench --items runs/beauty-quick/data/items.parquet
+    python benchmarks/load_test.py --make-run /tmp/gr2-bench --items runs/beauty-medium/data/items.parquet
     python benchmarks/load_test.py --run-dir /tmp/gr2-bench --micro
     python benchmarks/load_test.py --run-dir /tmp/gr2-bench --clients 1 4 16 --duration 20
 """

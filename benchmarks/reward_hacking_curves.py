@@ -1,11 +1,12 @@
 """Reward hacking under training: DAPO with the naive vs the conditional reward, same policy, same data.
 
-    OMP_NUM_THREADS=2 .venv/bin/python benchmarks/reward_hacking_curves.py --run-dir runs/beauty-quick \
+    OMP_NUM_THREADS=2 .venv/bin/python benchmarks/reward_hacking_curves.py --run-dir runs/beauty-medium \
         --model sft --steps 50 --num-generations 4 --max-completion-length 384 --reasoning \
         --val-lists 16 --val-every 10 --threads 2 --set rl.save_steps=10 --out runs/bench/reward_hacking
 
     # cost on 2 idle cores: ~6-7 min per DAPO step (G 4, 2 prompts, <= 384 tokens; BENCHMARKS.md,
-    # quick profile) and ~7 min per validation of 16 lists: ~12 h for both rewards; halve it with
+    # the reasoning-format run of the profile then called quick) and ~7 min per validation of
+    # 16 lists: ~12 h for both rewards; halve it with
     # --steps 25, or use --no-reasoning --max-completion-length 128 when the policy was trained so.
 
     # re-draw the figure and table from the logs already written

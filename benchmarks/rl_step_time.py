@@ -1,6 +1,6 @@
 """Seconds per RL (DAPO) step, split into generation, reward and optimisation (issue #6).
 
-    OMP_NUM_THREADS=2 .venv/bin/python benchmarks/rl_step_time.py --run-dir runs/beauty-quick \
+    OMP_NUM_THREADS=2 .venv/bin/python benchmarks/rl_step_time.py --run-dir runs/beauty-medium \
         --model sft --steps 3 --num-generations 4 8 --max-completion-length 384 --reasoning \
         --threads 2 --out runs/bench/rl_step_time.json
 
@@ -9,7 +9,8 @@
     ... --model smollm2-135m ...
 
 Cost on 2 idle cores: ~6-7 min per step at G 4 and roughly twice that at G 8 (2 prompts,
-<= 384 tokens, the quick profile's rl settings; BENCHMARKS.md), so ~1 h for the command above.
+<= 384 tokens, the rl settings of the reasoning-format run of the profile then called quick;
+BENCHMARKS.md), so ~1 h for the command above.
 
 Runs the real ``rl`` stage trainer (``gr2.rl.stage.train_rl``: ``DAPOTrainer`` with dynamic sampling
 on TRL's ``GRPOTrainer``, ``grpo_args``) for ``--steps`` steps once per group size G, each time from

@@ -1,7 +1,7 @@
 """The teacher gate (gr2.traces.gate) for a local LLM teacher on a run's training lists, without
 touching the run: the gate's store and verdict go to ``--out``.
 
-    .venv/bin/python benchmarks/teacher_gate.py --run-dir runs/beauty-quick --model qwen2.5-0.5b \\
+    .venv/bin/python benchmarks/teacher_gate.py --run-dir runs/beauty-medium --model qwen2.5-0.5b \\
         --lists 20 --max-new-tokens 384 --out runs/bench/gate-qwen2.5-0.5b [--compact] [--ranking-only]
 
 Prints the verdict (teacher top-1 on shuffled lists vs the pre-rank R@1, paired bootstrap) and the

@@ -1,7 +1,7 @@
 """Local teacher throughput (lists per minute) with and without batching, and prompt token counts of
 the default and compact renderings, on a run's real candidate lists.
 
-    .venv/bin/python benchmarks/teacher_throughput.py --run-dir runs/beauty-quick [--model smollm2-135m]
+    .venv/bin/python benchmarks/teacher_throughput.py --run-dir runs/beauty-medium [--model smollm2-135m]
         [--lists 16] [--max-new-tokens 128] [--batch-sizes 1 8] [--threads 2]
 
 Greedy decoding with a fixed ``max_new_tokens`` budget (the bundled models rarely stop early on this
