@@ -7,7 +7,9 @@
     # cost on 2 idle cores: ~6-7 min per DAPO step (G 4, 2 prompts, <= 384 tokens; BENCHMARKS.md,
     # the reasoning-format run of the profile then called quick) and ~7 min per validation of
     # 16 lists: ~12 h for both rewards; halve it with
-    # --steps 25, or use --no-reasoning --max-completion-length 128 when the policy was trained so.
+    # --steps 25, or use --no-reasoning --max-completion-length 128 when the policy was trained so
+    # (~74 s per step; the 8-step run of docs/training.md took ~10 min per reward with
+    # --val-mode direct --val-lists 50).
 
     # re-draw the figure and table from the logs already written
     .venv/bin/python benchmarks/reward_hacking_curves.py --out runs/bench/reward_hacking --plot-only
@@ -188,7 +190,7 @@ def plot(data: dict[str, Any], path: Path) -> None:
     import matplotlib.pyplot as plt
 
     with_val = any(d["val"] for d in data.values())
-    panels = [*TRAIN_KEYS, (VAL_KEY, "validation N@5 (greedy)")] if with_val else list(TRAIN_KEYS)
+    panels = [*TRAIN_KEYS, (VAL_KEY, "validation N@5 (--val-mode)")] if with_val else list(TRAIN_KEYS)
     fig, axes = plt.subplots(1, len(panels), figsize=(4.2 * len(panels), 3.6), squeeze=False)
     for ax, (key, title) in zip(axes[0], panels):
         for i, (reward, d) in enumerate(data.items()):
