@@ -20,6 +20,14 @@ def test_overrides_are_typed_and_nested():
     assert cfg.data.max_users is None
 
 
+def test_exponent_floats_without_a_dot_are_numbers():
+    # YAML 1.1 (PyYAML) reads 1e-3 as the string "1e-3"; a float field takes it as the number
+    cfg = load_config(profile_path("quick"), ["sft.lr=1e-3", "rl.lr=5E-6"])
+    assert cfg.sft.lr == 0.001 and cfg.rl.lr == 5e-6
+    with pytest.raises(ConfigError, match="expected float"):
+        load_config(None, ["sft.lr=fast"])
+
+
 @pytest.mark.parametrize(
     "override, message",
     [
