@@ -168,22 +168,25 @@ def save_system(run: RunDir, name: str, model: str, split: str, outputs: Sequenc
     return path
 
 
+def _saved_systems(run: RunDir, split: str) -> list[tuple[Path, dict[str, Any]]]:
+    """``(path, system)`` of every saved system of ``split`` (``eval/systems/*.json``), by file name."""
+    folder = run.path / "eval" / SYSTEMS_DIR
+    found = [(p, read_json(p)) for p in sorted(folder.glob("*.json"))] if folder.is_dir() else []
+    return [(p, s) for p, s in found if s.get("split") == split]
+
+
 def load_systems(run: RunDir, split: str) -> list[dict[str, Any]]:
     """Every saved system of ``split`` (``eval/systems/*.json``), by file name."""
-    folder = run.path / "eval" / SYSTEMS_DIR
-    found = [read_json(p) for p in sorted(folder.glob("*.json"))] if folder.is_dir() else []
-    return [s for s in found if s.get("split") == split]
+    return [s for _, s in _saved_systems(run, split)]
 
 
 def drop_systems(run: RunDir, split: str, model: str) -> list[str]:
     """Delete every saved system of ``model`` on ``split`` (its JSON and outputs) and return their
     names. The eval stage re-scores a model with all of its rows, so rows from an earlier version of
     the model, or under a name no longer produced, must not come back into the table."""
-    folder = run.path / "eval" / SYSTEMS_DIR
     dropped = []
-    for path in sorted(folder.glob("*.json")) if folder.is_dir() else []:
-        system = read_json(path)
-        if system.get("split") == split and system.get("model") == model:
+    for path, system in _saved_systems(run, split):
+        if system.get("model") == model:
             remove_path(path)
             remove_path(path.with_suffix(".outputs.jsonl"))
             dropped.append(system["name"])
