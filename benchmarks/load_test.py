@@ -118,7 +118,7 @@ def matmul_flops_per_s(cfg: dict[str, Any], tokens: int, threads: int, seconds: 
 def micro(run_dir: Path, bodies: list[dict[str, Any]], threads: int, reps: int) -> dict[str, float]:
     import torch
 
-    from gr2.serve.engine import score_direct
+    from gr2.llm.scoring import score_direct
     from gr2.serve.reranker import Reranker, ServeConfig
 
     torch.set_num_threads(threads)

@@ -6,7 +6,8 @@ import time
 
 import torch
 
-from gr2.serve.engine import PrefixCache, ScoreInput, generate_answers, score_direct
+from gr2.llm.scoring import PrefixCache, ScoreInput, score_direct
+from gr2.serve.engine import generate_answers
 
 
 def _sharp_model():

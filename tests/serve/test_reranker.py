@@ -9,7 +9,7 @@ import torch
 
 from gr2.serve import reranker as reranker_mod
 from gr2.serve.catalogue import Item
-from gr2.serve.engine import PrefixCache, score_direct
+from gr2.llm.scoring import PrefixCache, score_direct
 from gr2.serve.reranker import RequestError, Reranker, find_model
 
 from .conftest import N_ITEMS, build_run, raw_id

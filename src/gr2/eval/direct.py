@@ -2,7 +2,7 @@
 
 Each candidate is scored by the log-probability that the model writes its SID as the *first*
 recommendation after the ranking-only prompt and the answer's opening ``{"recommendations": ["``,
-all K candidates in one forward pass (:func:`gr2.serve.engine.score_direct`, the engine that serves
+all K candidates in one forward pass (:func:`gr2.llm.scoring.score_direct`, the scoring core that serves
 ``mode="direct"``), and the list is sorted by that score. The answer is therefore always a valid
 permutation: the valid rate of a direct row is 100% by construction, and what it measures is
 whether the model puts the right item first — the paper's reasoning-free variant (method.md §9).
@@ -24,15 +24,12 @@ from tqdm.auto import tqdm
 from gr2.eval.rerank import RerankOutput
 from gr2.prompts.parse import ParseResult
 from gr2.prompts.render import ItemText, PromptConfig, build_messages
-from gr2.serve.engine import (
+from gr2.llm.scoring import (
+    DirectEncoder,
     PrefixCache,
-    ScoreInput,
-    answer_separator,
     common_prefix,
-    direct_prompt_ids,
     rank_by_scores,
     score_direct,
-    sid_path,
 )
 
 __all__ = ["rerank_lists_direct"]
@@ -49,21 +46,14 @@ def rerank_lists_direct(
 ) -> list[RerankOutput]:
     """Direct-mode orders for every list of ``lists_df`` (columns ``example_id``, ``history``,
     ``candidates``), in row order. ``text`` of each output is the ranking as the JSON answer the
-    model would have written; ``n_tokens`` is 0 (nothing is generated)."""
+    model would have written; ``n_tokens`` is 0 (nothing is generated); ``scores`` are the candidates'
+    log-probabilities in pre-rank order (the eval's fusion row uses them as features)."""
     cfg = dataclasses.replace(prompt_cfg or PromptConfig(), reasoning=False)
     ids = [str(e) for e in lists_df["example_id"]]
     prompts = [build_messages(list(h), list(c), cfg, rng_key=e, items=items)
                for e, h, c in zip(ids, lists_df["history"], lists_df["candidates"])]
-    sep = answer_separator(tokenizer)
-    paths: dict[str, list[int]] = {}
-
-    def path(sid: str) -> list[int]:
-        if sid not in paths:
-            paths[sid] = sid_path(tokenizer, sid, cfg.sid_wrap, sep)
-        return paths[sid]
-
-    inputs = [ScoreInput(direct_prompt_ids(tokenizer, p.messages), [path(s) for s in p.candidate_sids])
-              for p in prompts]
+    encoder = DirectEncoder(tokenizer, cfg.sid_wrap)
+    inputs = [encoder.encode(p.messages, p.candidate_sids) for p in prompts]
     shared = common_prefix([x.ids for x in inputs])
     prefix = PrefixCache(model, shared) if shared else None
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
@@ -81,5 +71,5 @@ def rerank_lists_direct(
         ranking = [p.candidate_sids[i] for i in order]
         result = ParseResult(status="ok", explanation=None, raw_ranking=ranking, order=order,
                              repaired=list(order), presented=list(p.presented))
-        outputs.append(RerankOutput(e, json.dumps({"recommendations": ranking}), result, 0))
+        outputs.append(RerankOutput(e, json.dumps({"recommendations": ranking}), result, 0, [float(x) for x in s]))
     return outputs

@@ -202,15 +202,16 @@ def sft_args(cfg: MidtrainConfig | StageSFTConfig, output_dir: Path, steps: int,
 
 
 def run_phase(model: Any, tokenizer: Any, train: pd.DataFrame | Dataset, args: Any, tb_dir: Path,
-              peft_config: Any = None, trainer_cls: type | None = None, **trainer_kwargs: Any
-              ) -> tuple[Any, dict[str, Any]]:
+              peft_config: Any = None, trainer_cls: type | None = None, callbacks: Sequence[Any] = (),
+              **trainer_kwargs: Any) -> tuple[Any, dict[str, Any]]:
     """Train one phase with TRL's SFTTrainer; resumes from the latest checkpoint in
     ``args.output_dir``. Returns ``(trained model, info)``; info has ``resumed_from``, ``global_step``,
     ``train_loss``, ``seconds``, ``tokens`` (non-padding tokens this process trained on) and ``log``.
 
     ``train`` is a DataFrame with ``prompt``/``completion`` columns or a ready ``datasets.Dataset``
     (e.g. pre-tokenised); ``trainer_cls`` (an ``SFTTrainer`` subclass, default ``SFTTrainer``) gets
-    ``trainer_kwargs`` on top of the usual arguments (the ``sft`` stage's weighted loss)."""
+    ``trainer_kwargs`` on top of the usual arguments (the ``sft`` stage's weighted loss);
+    ``callbacks`` are added to TensorBoard's (the ``sft`` stage's learning curve)."""
     import time
 
     from datasets import Dataset
@@ -224,7 +225,7 @@ def run_phase(model: Any, tokenizer: Any, train: pd.DataFrame | Dataset, args: A
     writer = SummaryWriter(log_dir=str(tb_dir))
     trainer = (trainer_cls or SFTTrainer)(
         model=model, args=args, train_dataset=ds, processing_class=tokenizer, peft_config=peft_config,
-        callbacks=[TensorBoardCallback(tb_writer=writer)], **trainer_kwargs)
+        callbacks=[TensorBoardCallback(tb_writer=writer), *callbacks], **trainer_kwargs)
     ckpt = latest_checkpoint(Path(args.output_dir))
     if ckpt is not None:
         log.info("resuming from %s", ckpt)

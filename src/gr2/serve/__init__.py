@@ -7,7 +7,7 @@ Importing this package is light (no torch, no FastAPI): names load on first use.
 * :mod:`gr2.serve.http` — ``create_app(reranker)``, ``serve(run_dir, host, port)`` (FastAPI + uvicorn)
 * :mod:`gr2.serve.cli` — ``add_serve_parser(subparsers)`` for ``gr2 serve`` (imports nothing heavy)
 * :mod:`gr2.serve.config` — ``ServeConfig`` (limits and switches)
-* :mod:`gr2.serve.engine` — one-pass direct scoring (tree attention, prefix KV cache), generation
+* :mod:`gr2.serve.engine` — generation with per-request deadlines (direct scoring: :mod:`gr2.llm.scoring`)
 * :mod:`gr2.serve.batching` — dynamic batching with a bound on the work in flight
 * :mod:`gr2.serve.catalogue` — raw item ids, SIDs, cold-start SIDs for new items
 """

@@ -13,7 +13,7 @@ Modes:
 
 * ``"direct"`` — the reasoning-free model (method.md §9, "reasoning internalisation"): no text is
   generated; every candidate is scored by the log-probability of its SID as the first
-  recommendation, all K in one forward pass (:mod:`gr2.serve.engine`). Always a valid ranking, with
+  recommendation, all K in one forward pass (:mod:`gr2.llm.scoring`). Always a valid ranking, with
   scores.
 * ``"reasoning"`` — the model writes ``{"explanation": ..., "recommendations": [...]}`` (greedy);
   the answer is parsed and, when it is not a valid permutation, repaired
@@ -55,16 +55,15 @@ from gr2.prompts.render import (
 from gr2.serve.batching import Batcher, Overloaded
 from gr2.serve.catalogue import Catalogue, ColdStartUnavailable, Item
 from gr2.serve.config import ServeConfig
-from gr2.serve.engine import (
+from gr2.serve.engine import generate_answers
+from gr2.llm.scoring import (
+    DirectEncoder,
     PrefixCache,
     ScoreInput,
-    answer_separator,
     common_prefix,
     direct_prompt_ids,
-    generate_answers,
     rank_by_scores,
     score_direct,
-    sid_path,
 )
 
 log = logging.getLogger(__name__)
@@ -173,8 +172,7 @@ class Reranker:
         self.name = name
         base = prompt or PromptConfig(item_format="compact")
         self.prompts = {m: dataclasses.replace(base, reasoning=(m == "reasoning")) for m in MODES}
-        self._sep = answer_separator(tokenizer)
-        self._paths: dict[str, list[int]] = {}
+        self._encoder = DirectEncoder(tokenizer, self.prompts["direct"].sid_wrap)
         pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
         self._pad = int(pad or 0)
         self._max_tokens = int(getattr(model.config, "max_position_embeddings", 0) or 0)
@@ -242,19 +240,13 @@ class Reranker:
         _, y = self._prompt(mode, [a, b, a], [b, a])
         return common_prefix([x, y]) or x[:1]
 
-    def _path(self, sid: str) -> list[int]:
-        """Token ids of an SID as the answer writes it, plus the separator that follows it."""
-        if sid not in self._paths:
-            self._paths[sid] = sid_path(self.tokenizer, sid, self.prompts["direct"].sid_wrap, self._sep)
-        return self._paths[sid]
-
     def score_input(self, history: Sequence[str], candidates: Sequence[str]) -> ScoreInput:
         """The direct-mode model input for catalogue ids (to check or time the engine directly)."""
         hist = [self.catalogue.get(r) for r in history]
         cands = [self.catalogue.get(r) for r in candidates]
         if any(x is None for x in hist + cands):
             raise KeyError("score_input takes catalogue ids only")
-        return ScoreInput(self._prompt("direct", hist, cands)[1], [self._path(c.sid) for c in cands])
+        return ScoreInput(self._prompt("direct", hist, cands)[1], [self._encoder.path(c.sid) for c in cands])
 
     # -- requests -------------------------------------------------------------------------------
     def _resolve(self, history: Sequence[Ref], candidates: Sequence[Ref], mode: str,
@@ -314,7 +306,7 @@ class Reranker:
         t0 = time.monotonic()
         hist, cands, timeout = self._resolve(history, candidates, mode, timeout)
         rendered, ids = self._prompt(mode, hist, cands)
-        paths = [self._path(c.sid) for c in cands] if mode == "direct" else []
+        paths = [self._encoder.path(c.sid) for c in cands] if mode == "direct" else []
         extra = sum(map(len, paths)) if mode == "direct" else self.config.max_new_tokens
         if self._max_tokens and len(ids) + extra > self._max_tokens:
             raise RequestError([(("history",), f"the prompt has {len(ids)} tokens (+{extra} to score or "

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Literal
 
 from gr2.training_config import TrainingFields
 
@@ -11,6 +12,11 @@ from gr2.training_config import TrainingFields
 class SFTConfig(TrainingFields):
     """Stage 3a: supervised fine-tuning on the accepted reasoning traces with a weighted loss."""
 
+    objective: Literal["traces", "listwise"] = "traces"
+    """``traces``: the paper's SFT on the teacher's accepted traces (method.md §6). ``listwise``: train
+    the score the eval's direct rows and the server rank by — each candidate's log-probability of being
+    written first — with a softmax over the candidates against the true next item, on the training
+    lists of ``candidates/train.parquet`` (:mod:`gr2.sft.listwise`; the traces are not read)."""
     init: str = "midtrain"
     """Model to start from: ``"midtrain"`` (this run's ``midtrain/model``, which knows the SID
     tokens), or a registry name / ``save_pretrained`` folder (``gr2.llm.registry.resolve``)."""
@@ -20,9 +26,32 @@ class SFTConfig(TrainingFields):
     lambda_ranking: float = 1.0
     """λ_o: weight of the ``"recommendations"`` tokens (from the key to the end of the turn)."""
 
+    # -- the listwise objective (objective: listwise) ------------------------------------------
+    listwise_lists: int | None = None
+    """Training lists used (a seeded sample of ``candidates/train.parquet``); ``None``: all."""
+    listwise_ce: float = 1.0
+    """Weight of the cross-entropy of the softmax over the K candidates' scores against the true next item."""
+    listwise_distill: float = 0.0
+    """Weight of the ListNet distillation of the pre-ranker's order: cross-entropy between
+    ``softmax(prerank scores / listwise_temperature)`` and the softmax over the student's scores. 0: off."""
+    listwise_temperature: float = 1.0
+    """Temperature of the pre-ranker's scores in the distillation target (higher: flatter)."""
+    listwise_shuffle: float = 0.5
+    """Share of training lists shown with the candidates in a shuffled order (seeded per list), the
+    rest in the pre-ranker's order: a student that sees only the pre-rank order can learn to rank by
+    position alone."""
+
+    # -- learning curve ---------------------------------------------------------------------------
+    curve_lists: int = 0
+    """Validation lists scored in direct mode (seeded sample, pre-rank order shown) for the learning
+    curve ``sft/curve.jsonl``: validation N@5 against training lists seen, for either objective.
+    0: no curve (each point costs about one second per list on 2 CPU cores)."""
+    curve_points: int = 5
+    """Points of the learning curve: before training, then evenly spaced over the steps."""
+
     # -- schedule ---------------------------------------------------------------------------
     epochs: float = 1.0
-    """Passes over the accepted traces (used when ``steps`` is ``None``)."""
+    """Passes over the accepted traces, or the training lists (used when ``steps`` is ``None``)."""
     steps: int | None = None
     """Optimisation steps; overrides ``epochs`` (handy for smoke runs)."""
     lr: float = 2e-5
@@ -41,3 +70,17 @@ class SFTConfig(TrainingFields):
     TRL). A re-ranking prompt with 50 history items and 10 candidates is ~1,500–2,500 tokens."""
 
     # LoRA, checkpoints, logs, device, seed: gr2.training_config.TrainingFields
+
+    def __post_init__(self) -> None:
+        checks = {
+            "listwise_lists must be >= 1 or None": self.listwise_lists is None or self.listwise_lists >= 1,
+            "listwise_ce and listwise_distill must be >= 0, not both 0":
+                min(self.listwise_ce, self.listwise_distill) >= 0 and self.listwise_ce + self.listwise_distill > 0,
+            "listwise_temperature must be > 0": self.listwise_temperature > 0,
+            "listwise_shuffle must be in [0, 1]": 0 <= self.listwise_shuffle <= 1,
+            "curve_lists must be >= 0": self.curve_lists >= 0,
+            "curve_points must be >= 2": self.curve_points >= 2,
+        }
+        bad = [msg for msg, ok in checks.items() if not ok]
+        if bad:
+            raise ValueError("sft: " + "; ".join(bad))

@@ -1,6 +1,8 @@
-"""The ``sft`` stage (method.md §6): weighted-loss SFT on the accepted reasoning traces.
+"""The ``sft`` stage (method.md §6): weighted-loss SFT on the accepted reasoning traces, or
+(``objective: listwise``) the listwise objective on the direct score (:mod:`gr2.sft.listwise`).
 
-Reads ``traces/accepted.jsonl`` (one ``{"example_id", "messages", "completion"}`` per line) and the
+Reads ``traces/accepted.jsonl`` (one ``{"example_id", "messages", "completion"}`` per line) — or, for
+the listwise objective, ``candidates/train.parquet`` rendered with the traces' prompt format — and the
 model named by ``SFTConfig.init`` (default: ``midtrain/model``); writes under ``sft/``:
 
 * ``checkpoints/checkpoint-N`` — every ``save_steps``; a re-run after an interruption resumes from
@@ -8,7 +10,9 @@ model named by ``SFTConfig.init`` (default: ``midtrain/model``); writes under ``
 * ``tb/`` — TensorBoard logs (loss, ``nll_reasoning``/``nll_ranking``, ``loss_reasoning``/``loss_ranking``);
 * ``model/`` — the final model + tokenizer (``save_pretrained``, written atomically; LoRA merged);
 * ``metrics.json`` — data statistics (examples, truncated, reasoning/ranking tokens), loss and its
-  parts at the first and last logged step, steps, tokens/s, the full log.
+  parts at the first and last logged step, steps, tokens/s, the full log;
+* ``curve.jsonl`` — with ``curve_lists > 0``: validation N@5 against training lists seen
+  (:mod:`gr2.sft.curve`).
 """
 
 from __future__ import annotations
@@ -18,6 +22,9 @@ import logging
 import shutil
 from typing import Any
 
+import pandas as pd
+
+from gr2.prompts.render import PromptConfig
 from gr2.runs import RunDir
 from gr2.sft.config import SFTConfig
 
@@ -33,20 +40,60 @@ def load_traces(run: RunDir) -> list[dict[str, Any]]:
         return [json.loads(line) for line in fh if line.strip()]
 
 
-def run_sft(run: RunDir, cfg: SFTConfig) -> dict:
-    """Train on the run's accepted traces, save ``sft/model`` and ``sft/metrics.json``. Resumes from
-    checkpoints left by an interrupted run of the same config."""
-    from gr2.llm.registry import load
-    from gr2.runs import model_source
-    from gr2.sft.train import train_sft
+def training_lists(run: RunDir, n: int | None, seed: int) -> pd.DataFrame:
+    """``candidates/train.parquet``, or a seeded sample of ``n`` of its lists (order kept)."""
+    lists = pd.read_parquet(run.file("candidates", "train.parquet"))
+    if n is not None and n < len(lists):
+        lists = lists.sample(n=n, random_state=seed).sort_index().reset_index(drop=True)
+    return lists
 
-    examples = load_traces(run)
+
+def curve_callbacks(run: RunDir, cfg: SFTConfig, tokenizer: Any, items: Any, prompt: Any) -> list[Any]:
+    """The learning-curve callback (``sft/curve.jsonl``) when ``cfg.curve_lists > 0``, else none."""
+    if not cfg.curve_lists:
+        return []
+    from gr2.sft.curve import CurveCallback
+
+    lists = pd.read_parquet(run.file("candidates", "val.parquet"))
+    lists = lists.sample(n=min(cfg.curve_lists, len(lists)), random_state=cfg.seed).reset_index(drop=True)
+    return [CurveCallback(run.stage_dir("sft") / "curve.jsonl", tokenizer, lists, items, prompt,
+                          cfg.batch_size * cfg.grad_accum, cfg.curve_points)]
+
+
+def run_sft(run: RunDir, cfg: SFTConfig) -> dict:
+    """Train on the run's accepted traces (or its training lists, ``objective: listwise``), save
+    ``sft/model`` and ``sft/metrics.json``. Resumes from checkpoints left by an interrupted run of the
+    same config."""
+    from gr2.llm.registry import load
+    from gr2.midtrain.train import latest_checkpoint
+    from gr2.prompts.items import load_item_texts, trained_prompt
+    from gr2.runs import model_source
+
     source = model_source(run, cfg.init)
     model, tok = load(source)
     out = run.stage_dir("sft")
-    log.info("sft: %d examples, init %s (%s)", len(examples), cfg.init, source)
-    metrics = train_sft(model, tok, examples, cfg, out, meta={"init": cfg.init, "init_path": source})
+    if latest_checkpoint(out / "checkpoints") is None:  # a fresh start: an old curve belongs to another model
+        (out / "curve.jsonl").unlink(missing_ok=True)
+    prompt = trained_prompt(run.path, "sft") or PromptConfig()
+    items = load_item_texts(run) if cfg.objective == "listwise" or cfg.curve_lists else None
+    callbacks = curve_callbacks(run, cfg, tok, items, prompt)
+    meta = {"init": cfg.init, "init_path": source}
+    if cfg.objective == "listwise":
+        from gr2.sft.listwise import encode_lists, train_listwise
+
+        lists = training_lists(run, cfg.listwise_lists, cfg.seed)
+        examples = encode_lists(tok, lists, items, prompt, cfg.listwise_shuffle, cfg.seed)
+        log.info("sft (listwise): %d training lists, init %s (%s)", len(examples), cfg.init, source)
+        metrics = train_listwise(model, tok, examples, cfg, out, meta=meta, callbacks=callbacks)
+        data = metrics["data"]["lists"]
+    else:
+        from gr2.sft.train import train_sft
+
+        examples = load_traces(run)
+        log.info("sft: %d examples, init %s (%s)", len(examples), cfg.init, source)
+        metrics = train_sft(model, tok, examples, cfg, out, meta=meta, callbacks=callbacks)
+        data = metrics["data"]["examples"]
     if not cfg.keep_checkpoints:
         shutil.rmtree(out / "checkpoints", ignore_errors=True)
-    return {"examples": metrics["data"]["examples"], "steps": metrics["steps"],
+    return {"objective": cfg.objective, "examples": data, "steps": metrics["steps"],
             "loss": f"{metrics['loss_start']}->{metrics['loss_end']}", "seconds": metrics["seconds"]}

@@ -191,12 +191,12 @@ def _first_last(history: list[dict[str, Any]], key: str) -> tuple[float | None, 
 
 
 def train_sft(model: Any, tokenizer: Any, examples: Sequence[Mapping[str, Any]], cfg: SFTConfig,
-              out_dir: Path, meta: Mapping[str, Any] | None = None) -> dict[str, Any]:
+              out_dir: Path, meta: Mapping[str, Any] | None = None, callbacks: Sequence[Any] = ()) -> dict[str, Any]:
     """Weighted-loss SFT of ``model`` on ``examples`` (``{"messages": [...], "completion": str}``),
     usable without a run directory. Writes under ``out_dir``: ``checkpoints/checkpoint-N`` (a re-call
     resumes from the latest), ``tb/`` (TensorBoard), ``model/`` (``save_pretrained`` + tokenizer,
     written atomically; LoRA merged) and ``metrics.json`` (``meta`` first, then the training
-    metrics); returns the metrics."""
+    metrics); ``callbacks`` go to the trainer (the learning curve); returns the metrics."""
     from datasets import Dataset
 
     from gr2.midtrain.train import resolve_device, run_phase, sft_args
@@ -227,7 +227,7 @@ def train_sft(model: Any, tokenizer: Any, examples: Sequence[Mapping[str, Any]],
                                  target_modules=list(cfg.lora_targets), task_type="CAUSAL_LM")
     t0 = time.perf_counter()
     model, info = run_phase(model, tokenizer, Dataset.from_list(rows), args, out_dir / "tb", peft_config,
-                            trainer_cls=WeightedSFTTrainer, lambda_reasoning=cfg.lambda_reasoning,
+                            trainer_cls=WeightedSFTTrainer, callbacks=callbacks, lambda_reasoning=cfg.lambda_reasoning,
                             lambda_ranking=cfg.lambda_ranking)
     if cfg.lora:
         model = model.merge_and_unload()
@@ -235,6 +235,7 @@ def train_sft(model: Any, tokenizer: Any, examples: Sequence[Mapping[str, Any]],
     history = info.pop("log")
     metrics: dict[str, Any] = {
         **(meta or {}),
+        "objective": "traces",
         "device": device,
         "lambda_reasoning": cfg.lambda_reasoning,
         "lambda_ranking": cfg.lambda_ranking,

@@ -1,0 +1,235 @@
+"""The listwise objective: train the score we serve.
+
+The eval's direct rows and the server rank a list by each candidate's log-probability of being
+written first (:func:`gr2.llm.scoring.direct_logprobs`: all K candidates in one forward pass over
+the prompt and the candidate trie). The trace SFT objective trains that score only indirectly,
+through the tokens of a few hundred generated rankings. Here the same scores ``s_1..s_K`` of a
+training list are the logits of a softmax over the candidates, and the loss is
+
+    ``L = w_ce · CE(softmax(s), target) + w_distill · ListNet(softmax(teacher / T), softmax(s))``
+
+per list, averaged over the batch: cross-entropy against the true next item (as LlamaRec trains its
+index-letter logits), plus an optional distillation of a teacher's whole order, where the teacher is
+the pre-ranker (the candidates' ``scores`` column, temperature ``T``). Both weights and ``T`` are
+fields of :class:`gr2.sft.config.SFTConfig`.
+
+Training lists come from ``candidates/train.parquet`` (every list has its target among the
+candidates). A share ``listwise_shuffle`` of them is shown in a shuffled order (seeded per list), the
+rest in the pre-ranker's order: the shuffled ones can only be solved by reading the items, so the
+student cannot get by on the position a candidate is shown at (the eval's shuffled-order control).
+
+Training runs on ``transformers.Trainer`` (checkpoints, resume, schedule, logging, TensorBoard as for
+every other stage); only :meth:`ListwiseTrainer.compute_loss` is ours.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import math
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+from transformers import Trainer
+
+from gr2.llm.scoring import DirectEncoder, ScoreInput, direct_logprobs
+from gr2.prompts.render import ItemText, PromptConfig, build_messages
+from gr2.runs import atomic_write_json
+from gr2.sft.config import SFTConfig
+
+log = logging.getLogger(__name__)
+
+__all__ = ["ListwiseExample", "ListwiseTrainer", "encode_lists", "listwise_loss", "train_listwise"]
+
+
+@dataclass
+class ListwiseExample:
+    """One training list as the model sees it: ``inputs`` (prompt ids + the K candidates' SID paths, in
+    pre-rank order), ``target`` (pre-rank index of the true next item), ``teacher`` (the pre-ranker's
+    scores, pre-rank order) and whether it was shown shuffled."""
+
+    example_id: str
+    inputs: ScoreInput
+    target: int
+    teacher: list[float]
+    shuffled: bool
+
+
+def listwise_loss(scores: Sequence[torch.Tensor], targets: Sequence[int], teachers: Sequence[Sequence[float]],
+                  ce_weight: float = 1.0, distill_weight: float = 0.0, temperature: float = 1.0
+                  ) -> tuple[torch.Tensor, dict[str, float]]:
+    """Mean over lists of ``ce_weight · CE + distill_weight · ListNet`` (module docstring) and its parts
+    as floats: ``ce``, ``distill`` (cross-entropy of the teacher's distribution, 0 when unused) and
+    ``top1`` (share of lists whose highest score is the target). Non-finite teacher scores (a seen
+    item padded into a short list) get no teacher mass."""
+    if not scores:
+        raise ValueError("no lists")
+    ce_terms, distill_terms, hits = [], [], 0
+    for s, t, teacher in zip(scores, targets, teachers):
+        logp = torch.log_softmax(s, dim=-1)
+        ce_terms.append(-logp[t])
+        hits += int(int(torch.argmax(s.detach())) == t)
+        if distill_weight:
+            q = torch.tensor(teacher, dtype=s.dtype, device=s.device) / temperature
+            q = torch.softmax(torch.where(torch.isfinite(q), q, torch.full_like(q, -math.inf)), dim=-1)
+            distill_terms.append(-(q * logp).sum())
+    ce = torch.stack(ce_terms).mean()
+    loss = ce_weight * ce
+    parts = {"ce": float(ce.detach()), "top1": hits / len(scores), "distill": 0.0}
+    if distill_terms:
+        distill = torch.stack(distill_terms).mean()
+        loss = loss + distill_weight * distill
+        parts["distill"] = float(distill.detach())
+    return loss, parts
+
+
+def encode_lists(tokenizer: Any, lists: pd.DataFrame, items: Mapping[int, ItemText], prompt: PromptConfig,
+                 shuffle: float = 0.5, seed: int = 0) -> list[ListwiseExample]:
+    """Every list of ``lists`` (columns ``example_id``, ``history``, ``candidates``, ``labels``, optional
+    ``scores``) as a :class:`ListwiseExample`, rendered exactly as the eval's direct rows render a list
+    (:func:`gr2.prompts.render.build_messages` with ``reasoning=False``, then
+    :class:`gr2.llm.scoring.DirectEncoder`). A list is shown shuffled with probability ``shuffle``
+    (seeded); a list whose labels do not have exactly one positive is an error."""
+    base = dataclasses.replace(prompt, reasoning=False)
+    views = {False: dataclasses.replace(base, order="prerank"), True: dataclasses.replace(base, order="shuffled")}
+    encoder = DirectEncoder(tokenizer, base.sid_wrap)
+    draws = np.random.default_rng(seed).random(len(lists))
+    scores = lists["scores"] if "scores" in lists else [None] * len(lists)
+    out = []
+    for row, draw, teacher in zip(lists.itertuples(index=False), draws, scores):
+        labels = [float(x) for x in row.labels]
+        if sum(1 for x in labels if x > 0) != 1:
+            raise ValueError(f"training list {row.example_id}: the listwise objective needs exactly one "
+                             f"positive label, got {labels}")
+        shuffled = bool(draw < shuffle)
+        rendered = build_messages(list(row.history), list(row.candidates), views[shuffled],
+                                  rng_key=str(row.example_id), items=items)
+        k = len(rendered.candidate_sids)
+        out.append(ListwiseExample(
+            str(row.example_id), encoder.encode(rendered.messages, rendered.candidate_sids),
+            int(np.argmax(labels)), [0.0] * k if teacher is None else [float(x) for x in teacher], shuffled))
+    return out
+
+
+def _collate(batch: list[ListwiseExample]) -> dict[str, Any]:
+    return {"lists": batch}
+
+
+class ListwiseTrainer(Trainer):
+    """``transformers.Trainer`` whose loss is :func:`listwise_loss` over
+    :func:`~gr2.llm.scoring.direct_logprobs`; logs ``ce``, ``distill`` and ``top1`` (training R@1)
+    averaged over the logging window."""
+
+    def __init__(self, *args: Any, ce_weight: float, distill_weight: float, temperature: float,
+                 pad_id: int, **kwargs: Any) -> None:
+        super().__init__(*args, data_collator=_collate, **kwargs)
+        self.weights = dict(ce_weight=ce_weight, distill_weight=distill_weight, temperature=temperature)
+        self.pad_id = pad_id
+        self._window: dict[str, list[float]] = {}
+
+    def compute_loss(self, model: Any, inputs: dict[str, Any], return_outputs: bool = False,
+                     num_items_in_batch: Any = None) -> Any:
+        lists: list[ListwiseExample] = inputs["lists"]
+        scores = direct_logprobs(model, [x.inputs for x in lists], None, self.pad_id)
+        loss, parts = listwise_loss(scores, [x.target for x in lists], [x.teacher for x in lists], **self.weights)
+        for key, value in parts.items():
+            self._window.setdefault(key, []).append(value)
+        return (loss, {"scores": scores}) if return_outputs else loss
+
+    def log(self, logs: dict[str, float], *args: Any, **kwargs: Any) -> None:
+        if "loss" in logs:  # a training log: add the window's means of the loss parts
+            logs.update({k: round(float(np.mean(v)), 4) for k, v in self._window.items() if v})
+            self._window = {}
+        super().log(logs, *args, **kwargs)
+
+
+def train_listwise(model: Any, tokenizer: Any, examples: Sequence[ListwiseExample], cfg: SFTConfig, out_dir: Path,
+                   meta: Mapping[str, Any] | None = None, callbacks: Sequence[Any] = ()) -> dict[str, Any]:
+    """Listwise training of ``model`` on ``examples`` (:func:`encode_lists`), usable without a run
+    directory. Writes under ``out_dir`` like the trace SFT does: ``checkpoints/`` (a re-call resumes
+    from the latest), ``tb/``, ``model/`` (LoRA merged) and ``metrics.json``; returns the metrics."""
+    from torch.utils.tensorboard import SummaryWriter
+    from transformers.integrations import TensorBoardCallback
+
+    from gr2.midtrain.train import latest_checkpoint, resolve_device
+    from gr2.runs import save_model
+
+    if not examples:
+        raise ValueError("no listwise training lists")
+    out_dir = Path(out_dir)
+    torch.manual_seed(cfg.seed)
+    if cfg.num_threads:
+        torch.set_num_threads(cfg.num_threads)
+    device = resolve_device(cfg.device)
+    model.to(device)
+    if cfg.lora:
+        from peft import LoraConfig, get_peft_model
+
+        model = get_peft_model(model, LoraConfig(r=cfg.lora_r, lora_alpha=cfg.lora_alpha, lora_dropout=cfg.lora_dropout,
+                                                 target_modules=list(cfg.lora_targets), task_type="CAUSAL_LM"))
+    steps = cfg.steps or max(1, math.ceil(cfg.epochs * len(examples) / (cfg.batch_size * cfg.grad_accum)))
+    args = listwise_args(cfg, out_dir / "checkpoints", steps, device)
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+    writer = SummaryWriter(log_dir=str(out_dir / "tb"))
+    trainer = ListwiseTrainer(model=model, args=args, train_dataset=list(examples), processing_class=tokenizer,
+                              callbacks=[TensorBoardCallback(tb_writer=writer), *callbacks],
+                              ce_weight=cfg.listwise_ce, distill_weight=cfg.listwise_distill,
+                              temperature=cfg.listwise_temperature, pad_id=int(pad or 0))
+    ckpt = latest_checkpoint(out_dir / "checkpoints")
+    t0 = time.perf_counter()
+    result = trainer.train(resume_from_checkpoint=str(ckpt) if ckpt is not None else None)
+    seconds = time.perf_counter() - t0
+    writer.close()
+    model = trainer.model
+    if cfg.lora:
+        model = model.merge_and_unload()
+    save_model(model, tokenizer, out_dir / "model")
+    history = [h for h in trainer.state.log_history if "loss" in h]
+    first, last = (history[0], history[-1]) if history else ({}, {})
+    metrics: dict[str, Any] = {
+        **(meta or {}),
+        "objective": "listwise",
+        "device": device,
+        "weights": {"ce": cfg.listwise_ce, "distill": cfg.listwise_distill, "temperature": cfg.listwise_temperature},
+        "data": {"lists": len(examples), "shuffled": sum(x.shuffled for x in examples),
+                 "lists_seen": int(trainer.state.global_step) * cfg.batch_size * cfg.grad_accum},
+        "steps": int(trainer.state.global_step),
+        **{f"{k}_{end}": h.get(k) for k in ("loss", "ce", "distill", "top1") for end, h in
+           (("start", first), ("end", last))},
+        "train_loss_mean": round(float(result.training_loss), 4),
+        "resumed_from": ckpt.name if ckpt is not None else None,
+        "train_seconds": round(seconds, 2),
+        "seconds": round(seconds, 2),
+        "log": history,
+    }
+    atomic_write_json(out_dir / "metrics.json", metrics)
+    return metrics
+
+
+def listwise_args(cfg: SFTConfig, output_dir: Path, steps: int, device: str) -> Any:
+    """``TrainingArguments`` of the listwise objective: the schedule of ``cfg`` and the CPU-safe
+    defaults every stage shares (:func:`gr2.midtrain.train.trainer_defaults`); the batch holds
+    Python objects, so no column is removed and the dataloader does not pin memory."""
+    from transformers import TrainingArguments
+
+    from gr2.midtrain.train import trainer_defaults
+
+    return TrainingArguments(
+        output_dir=str(output_dir),
+        max_steps=steps,
+        learning_rate=cfg.lr,
+        weight_decay=cfg.weight_decay,
+        lr_scheduler_type="linear",
+        warmup_steps=int(round(cfg.lr_warmup_ratio * steps)),
+        per_device_train_batch_size=cfg.batch_size,
+        gradient_accumulation_steps=cfg.grad_accum,
+        remove_unused_columns=False,
+        dataloader_pin_memory=False,
+        **trainer_defaults(cfg, device),
+    )
