@@ -15,7 +15,7 @@ from gr2.eval.direct import rerank_lists_direct
 from gr2.eval.stage import llm_row_specs, run_eval
 from gr2.prompts.items import load_item_texts
 from gr2.prompts.render import PromptConfig, build_messages, presentation_order
-from gr2.serve.engine import (
+from gr2.llm.scoring import (
     answer_separator,
     direct_prompt_ids,
     rank_by_scores,

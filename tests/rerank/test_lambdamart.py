@@ -10,10 +10,13 @@ import pytest
 
 from gr2.rerank import (
     FEATURE_NAMES,
+    LLM_FEATURE_NAMES,
+    LLM_SCORES_COLUMN,
     FeatureBuilder,
     LambdaMARTConfig,
     LambdaMARTReranker,
 )
+from gr2.rerank.features import llm_score_features
 
 K = 10
 N_ITEMS = 60
@@ -291,3 +294,60 @@ def test_feature_subset(synthetic_model, tmp_path) -> None:
     np.testing.assert_array_equal(back.score(test), m.score(test))
     with pytest.raises(ValueError):
         LambdaMARTReranker(rr.features, dataclasses.replace(SMALL, features=("nope",)))
+
+
+# --------------------------------------------------------------------------- #
+# LLM-score features (the eval's fusion row)
+# --------------------------------------------------------------------------- #
+def test_llm_score_features_by_hand() -> None:
+    f = llm_score_features(np.array([[-1.0, -0.5, -0.5, -np.inf], [np.nan, 2.0, 1.0, 2.0]]))
+    assert set(f) == set(LLM_FEATURE_NAMES)
+    np.testing.assert_array_equal(f["llm_score"], [[-1.0, -0.5, -0.5, np.nan], [np.nan, 2.0, 1.0, 2.0]])
+    # rank by decreasing score; ties keep the pre-rank order; non-finite scores rank last
+    np.testing.assert_array_equal(f["llm_rank"], [[2, 0, 1, 3], [3, 0, 2, 1]])
+    np.testing.assert_array_equal(f["llm_gap_best"], [[0.5, 0.0, 0.0, np.nan], [np.nan, 0.0, 1.0, 0.0]])
+
+
+def test_llm_score_features_are_appended_to_the_plain_ones() -> None:
+    fb = FeatureBuilder().fit(_tiny_items(), TINY_TRAIN)
+    fused = fb.with_llm_scores()
+    llm = [[-2.0, -1.0, -3.0, -0.5], [0.0, -1.0, -1.0, -2.0]]
+    lists = _tiny_lists().assign(**{LLM_SCORES_COLUMN: llm})
+    X, groups, names = fused.transform(lists)
+    plain, _, plain_names = fb.transform(lists)  # the plain builder ignores the column
+    assert names == [*FEATURE_NAMES, *LLM_FEATURE_NAMES] and plain_names == list(FEATURE_NAMES)
+    assert list(fused.feature_names) == names and fb.feature_names == FEATURE_NAMES
+    np.testing.assert_array_equal(X[:, : len(FEATURE_NAMES)], plain)
+    extra = pd.DataFrame(X[:, len(FEATURE_NAMES):], columns=list(LLM_FEATURE_NAMES))
+    assert _col(extra, "llm_score", 0) == [-2, -1, -3, -0.5]
+    assert _col(extra, "llm_rank", 0) == [2, 1, 3, 0] and _col(extra, "llm_rank", 1) == [0, 1, 2, 3]
+    assert _col(extra, "llm_gap_best", 1) == [0, 1, 1, 2]
+    assert groups.tolist() == [4, 4]
+    with pytest.raises(KeyError, match=LLM_SCORES_COLUMN):
+        fused.transform(_tiny_lists())
+    with pytest.raises(ValueError, match="llm_scores shape"):
+        fused.transform(_tiny_lists().assign(**{LLM_SCORES_COLUMN: [[0.0] * 3] * 2}))
+
+
+def _with_revealing_llm(lists: pd.DataFrame, seed: int) -> pd.DataFrame:
+    """An LLM score that puts the target first in 90% of the lists (random scores otherwise)."""
+    rng = np.random.default_rng(seed)
+    scores = rng.normal(-3.0, 1.0, size=(len(lists), K))
+    labels = np.stack(lists["labels"].to_numpy())
+    hit = rng.random(len(lists)) < 0.9
+    scores[hit] = np.where(labels[hit] > 0, 0.0, scores[hit])
+    return lists.assign(**{LLM_SCORES_COLUMN: scores.tolist()})
+
+
+def test_fused_lambdamart_uses_the_llm_score_and_round_trips(synthetic_model, tmp_path) -> None:
+    rr, train, test = synthetic_model
+    train, test = _with_revealing_llm(train, 3), _with_revealing_llm(test, 4)
+    fused = LambdaMARTReranker(rr.features.with_llm_scores(), SMALL).fit(train)
+    labels = test["labels"].tolist()
+    assert _recall1_ndcg5(fused.rerank(test), labels)[0] > _recall1_ndcg5(rr.rerank(test), labels)[0] + 0.1
+    imp = fused.feature_importances()
+    assert set(imp) == set(FEATURE_NAMES) | set(LLM_FEATURE_NAMES) and next(iter(imp)).startswith("llm_")
+    fused.save(tmp_path / "fused")
+    back = LambdaMARTReranker.load(tmp_path / "fused")
+    assert back.features.llm_scores and back.feature_names == fused.feature_names
+    np.testing.assert_array_equal(back.score(test), fused.score(test))

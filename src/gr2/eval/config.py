@@ -45,6 +45,18 @@ class EvalConfig:
     """Re-rank a seeded sample of this many lists with each LLM (``None``: all; generation costs
     about 1 s per list for the 135M model on 2 CPU cores). The table then also shows the pre-rank
     order on the same lists."""
+    fusion_val_lists: int = 300
+    """The fusion row "LambdaMART + <model> score" (:mod:`gr2.eval.fusion`): LambdaMART with the
+    LambdaMART row's hyper-parameters, over its features plus an LLM's direct score of each candidate,
+    its rank in the list and its gap to the list's best score. The LLM direct-scores a seeded sample of
+    this many validation lists (~1 s per list for the 135M model on 2 CPU cores) and the model is
+    fitted on that sample only (the other val lists have no LLM score); it is evaluated on the LLM rows'
+    test lists (``llm_lists``, their scores reused from the model's direct row), next to the plain
+    LambdaMART on the same lists. 0: no fusion row. Needs ``lambdamart``, the test split and
+    ``direct`` in ``llm_modes``."""
+    fusion_model: str | None = None
+    """Which of ``llm_models`` scores the fusion row's candidates; ``None``: the last of them this run
+    has (the default ``[sft, rl]``: ``rl``, else ``sft``). One fusion row per table."""
     llm_max_new_tokens: int = 384
     """Greedy-decoding budget per answer."""
     llm_batch_size: int = 8

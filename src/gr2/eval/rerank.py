@@ -51,13 +51,15 @@ SYSTEMS_DIR = "systems"
 @dataclass
 class RerankOutput:
     """One list's answer: the raw text, its parse (``result.status``, ``result.order`` when valid,
-    ``result.repaired`` always a permutation of pre-rank indices, ``result.presented``) and its
-    length in tokens of the model's tokenizer."""
+    ``result.repaired`` always a permutation of pre-rank indices, ``result.presented``), its
+    length in tokens of the model's tokenizer and, in direct mode, each candidate's score (pre-rank
+    order; :mod:`gr2.eval.direct`)."""
 
     example_id: str
     text: str
     result: ParseResult
     n_tokens: int
+    scores: list[float] | None = None
 
 
 # -- generate and score ---------------------------------------------------------------------------
@@ -144,11 +146,13 @@ def save_system(run: RunDir, name: str, model: str, split: str, outputs: Sequenc
         {"name", "model", "split", "n_lists", "mode" ("reasoning" | "direct"), "prompt": PromptConfig
          fields, "generation": GenerationParams fields (null in direct mode),
          "orders": {example_id: [pre-rank indices, best first]} (repaired),
-         "valid": {example_id: bool}, "summary": evaluate_rerank(...)}
+         "valid": {example_id: bool}, "summary": evaluate_rerank(...),
+         "scores": {example_id: [score of each candidate, pre-rank order]} (direct mode only)}
 
     and ``eval/systems/<name>.outputs.jsonl`` (one line per list: example_id, status, order,
     repaired, presented, text) for inspection. Returns the JSON path."""
     path = system_path(run, name)
+    scores = {o.example_id: o.scores for o in outputs if o.scores is not None}
     atomic_write_json(path, {
         "name": name,
         "model": model,
@@ -160,6 +164,7 @@ def save_system(run: RunDir, name: str, model: str, split: str, outputs: Sequenc
         "orders": {o.example_id: [int(i) for i in o.result.repaired] for o in outputs},
         "valid": {o.example_id: o.result.ok for o in outputs},
         "summary": dict(summary),
+        **({"scores": scores} if scores else {}),
     })
     lines = [json.dumps({"example_id": o.example_id, "status": o.result.status, "order": o.result.order,
                          "repaired": o.result.repaired, "presented": o.result.presented, "text": o.text},

@@ -1,21 +1,24 @@
 """The evaluation stage: score every ordering of the candidate lists and write the results table.
 
 Rows: the pre-rank order, random orders (averaged over seeds), a popularity order, the oracle,
-the LambdaMART re-ranker (fitted on validation lists: the bar an LLM re-ranker must clear), and
-every LLM system saved under ``eval/systems/`` for the split (:mod:`gr2.eval.rerank`).
+the LambdaMART re-ranker (fitted on validation lists: the bar an LLM re-ranker must clear), every
+LLM system saved under ``eval/systems/`` for the split (:mod:`gr2.eval.rerank`) and the fusion row,
+LambdaMART with an LLM's scores as features (:mod:`gr2.eval.fusion`).
 """
 
 from __future__ import annotations
 
 import dataclasses
 import logging
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
 
 from gr2.data.splits import Split
 from gr2.data.stage import load_items, load_split
-from gr2.eval import baselines
+from gr2.eval import baselines, fusion
 from gr2.eval.config import EvalConfig
 from gr2.eval.metrics import metric_keys, per_list_metrics
 from gr2.eval.report import REFERENCE, markdown_table, summarise
@@ -29,6 +32,9 @@ from gr2.runs import (
     atomic_write_text,
     read_json,
 )
+
+if TYPE_CHECKING:
+    from gr2.rerank import FeatureBuilder, LambdaMARTReranker
 
 log = logging.getLogger(__name__)
 
@@ -59,18 +65,35 @@ def score_systems(lists: pd.DataFrame, systems: dict[str, list[np.ndarray]], cfg
     return out
 
 
-def lambdamart_orders(run: RunDir, split: Split, lists: pd.DataFrame, cfg: EvalConfig) -> np.ndarray:
-    """Fit LambdaMART on the validation lists, re-rank ``lists``; model and importances saved."""
-    from gr2.rerank import FeatureBuilder, LambdaMARTConfig, LambdaMARTReranker
+def fit_lambdamart(run: RunDir, features: FeatureBuilder, val_lists: pd.DataFrame, cfg: EvalConfig,
+                   folder: str) -> LambdaMARTReranker:
+    """LambdaMART (``cfg.lambdamart_params``) over ``features`` (a fitted
+    :class:`gr2.rerank.FeatureBuilder`) fitted on ``val_lists``; the model and its feature importances are
+    saved under ``eval/<folder>/``."""
+    from gr2.rerank import LambdaMARTConfig, LambdaMARTReranker
 
-    features = FeatureBuilder().fit(load_items(run), split.train)
     config = LambdaMARTConfig(**{"seed": cfg.seed, **cfg.lambdamart_params})
-    model = LambdaMARTReranker(features, config).fit(load_lists(run, "val"))
-    out = run.stage_dir("eval") / "lambdamart"
+    model = LambdaMARTReranker(features, config).fit(val_lists)
+    out = run.stage_dir("eval") / folder
     with atomic_path(out / "model") as tmp:
         model.save(tmp)  # LightGBM text model, feature state, meta.json with the fit info
     atomic_write_json(out / "importances.json", model.feature_importances())
-    return np.stack(model.rerank(lists))
+    return model
+
+
+def lambdamart_rows(run: RunDir, split: Split, lists: pd.DataFrame, cfg: EvalConfig
+                    ) -> tuple[np.ndarray, fusion.SampledRows, list[str]]:
+    """The LambdaMART row's orders of ``lists`` (fitted on every validation list), and the fusion row
+    with the LambdaMART row on the LLM's lists, with its note (:func:`gr2.eval.fusion.fusion_rows`;
+    empty without a fusion row)."""
+    from gr2.rerank import FeatureBuilder
+
+    features = FeatureBuilder().fit(load_items(run), split.train)
+    val_lists = load_lists(run, "val")
+    plain = np.stack(fit_lambdamart(run, features, val_lists, cfg, "lambdamart").rerank(lists))
+    if not fusion.enabled(cfg):
+        return plain, {}, []
+    return plain, *fusion.fusion_rows(run, lists, val_lists, features, plain, cfg)
 
 
 def run_eval(run: RunDir, cfg: EvalConfig, llm_rows_too: bool = True) -> dict:
@@ -83,11 +106,14 @@ def run_eval(run: RunDir, cfg: EvalConfig, llm_rows_too: bool = True) -> dict:
         raise ValueError(f"{run.path}/candidates/{cfg.split}.parquet has no lists to evaluate")
     counts = baselines.train_item_counts(split.train, n_items)
     systems = baseline_orders(lists, counts, cfg)
-    if cfg.lambdamart and cfg.split == "test":
-        systems["LambdaMART (val-trained)"] = [lambdamart_orders(run, split, lists, cfg)]
     if llm_rows_too:
-        llm_rows(run, cfg)
-    return write_results(run, lists, systems, cfg)
+        llm_rows(run, cfg)  # first: the fusion row reads the LLM's scores
+    sampled: fusion.SampledRows = {}
+    notes: list[str] = []
+    if cfg.lambdamart and cfg.split == "test":
+        plain, sampled, notes = lambdamart_rows(run, split, lists, cfg)
+        systems["LambdaMART (val-trained)"] = [plain]
+    return write_results(run, lists, systems, cfg, sampled, notes)
 
 
 def llm_row_specs(system: str, prompt: PromptConfig, cfg: EvalConfig, qualifier: str | None = None
@@ -113,7 +139,8 @@ def llm_rows(run: RunDir, cfg: EvalConfig) -> None:
     :func:`write_results` turns into a row. Each model is loaded once for all its rows, and every row
     is scored on the same sample of lists. A model's earlier saved rows are deleted first
     (:func:`gr2.eval.rerank.drop_systems`): they came from an older version of it or a row name no
-    longer produced."""
+    longer produced. The fusion row's model (:func:`gr2.eval.fusion.fusion_model`) also scores its
+    sample of validation lists (:func:`gr2.eval.fusion.score_val_lists`)."""
     from gr2.eval.labels import model_label
     from gr2.eval.rerank import drop_systems, load_model, rerank_system, sample_lists
     from gr2.llm.generate import GenerationParams
@@ -130,16 +157,19 @@ def llm_rows(run: RunDir, cfg: EvalConfig) -> None:
     lists = sample_lists(run, cfg.split, cfg.llm_lists, cfg.seed)
     items = load_item_texts(run)
     params = GenerationParams(max_new_tokens=cfg.llm_max_new_tokens, temperature=0.0)
+    fused = fusion.fusion_model(models, cfg)
     for model in models:
         dropped = drop_systems(run, cfg.split, model)
         if dropped:
             log.info("eval: re-scoring %s replaces its saved rows %s", model, ", ".join(dropped))
         llm, tok = load_model(run, model)
         system, qualifier = model_label(run, model)
-        for name, mode, prompt in llm_row_specs(system, trained_prompt(run.path, model) or PromptConfig(), cfg,
-                                                qualifier):
+        specs = llm_row_specs(system, trained_prompt(run.path, model) or PromptConfig(), cfg, qualifier)
+        for name, mode, prompt in specs:
             rerank_system(run, llm, tok, model, name, lists, cfg.split, prompt, params, cfg.llm_batch_size, mode,
                           items)
+        if model == fused:
+            fusion.score_val_lists(run, llm, tok, model, specs, cfg, items)
         del llm, tok  # the next model is loaded only after this one is released
 
 
@@ -188,15 +218,21 @@ def _summary(lists: pd.DataFrame, systems: dict[str, list[np.ndarray]], keys: li
     return summarise(score_systems(lists, systems, cfg), keys, cfg.bootstrap, cfg.seed)
 
 
-def write_results(run: RunDir, lists: pd.DataFrame, systems: dict[str, list[np.ndarray]], cfg: EvalConfig) -> dict:
-    """Score ``systems`` plus every system saved under ``eval/systems/`` for ``cfg.split``; write
-    ``eval/results.json`` and ``eval/results.md``; return each row's N@5.
+def write_results(run: RunDir, lists: pd.DataFrame, systems: dict[str, list[np.ndarray]], cfg: EvalConfig,
+                  sampled: fusion.SampledRows | None = None, notes: Sequence[str] = ()) -> dict:
+    """Score ``systems`` (every list), ``sampled`` (``{name: (positions, orders)}``: a subset of the
+    lists) and every system saved under ``eval/systems/`` for ``cfg.split``; write
+    ``eval/results.json`` and ``eval/results.md`` (``notes``: lines after the LLM rows' notes); return
+    each row's N@5.
 
     A saved system covering every list is a row of the main table. One covering a subset gets its own
-    table (and ``results.json["subsets"][name]``): the system and the pre-rank order on the same lists.
+    table (and ``results.json["subsets"][name]``): the system and the pre-rank order on the same lists;
+    systems on the same subset share a table, ``sampled`` ones first.
     """
+    sampled = sampled or {}
     saved = load_systems(run, cfg.split)
-    full, partial = saved_orders(saved, lists, set(systems))
+    full, partial = saved_orders(saved, lists, set(systems) | set(sampled))
+    partial = {**sampled, **partial}
     keys = metric_keys(cfg.recall_ks, cfg.ndcg_ks)
     summary = _summary(lists, {**systems, **full}, keys, cfg)
     results: dict = {"split": cfg.split, "n_lists": len(lists), "systems": summary}
@@ -215,7 +251,7 @@ def write_results(run: RunDir, lists: pd.DataFrame, systems: dict[str, list[np.n
         tables.append(markdown_table(sub_summary, keys, len(rows),
                                      f"{', '.join(members)} on {len(rows)} of the {len(lists)} {cfg.split} lists",
                                      cfg.bootstrap))
-    notes = [llm_note(s) for s in saved if s["name"] in full or s["name"] in partial]
+    notes = [*(llm_note(s) for s in saved if s["name"] in full or s["name"] in partial), *notes]
     if notes:
         tables.append("LLM rows:\n\n" + "\n".join(notes) + "\n")
     out = run.stage_dir("eval")

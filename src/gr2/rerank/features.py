@@ -29,6 +29,11 @@ content (category path, most general first; TF-IDF of "title + categories", rows
     ``tfidf_last``     cosine(c, h_n)
     ``tfidf_max``      max over the (windowed) history of cosine(c, h_j)
     ``tfidf_mean``     mean over the (windowed) history of cosine(c, h_j)
+LLM score (only with ``FeatureBuilder(llm_scores=True)``: the fusion row of the eval, ``LLM_FEATURE_NAMES``;
+read from the lists' ``llm_scores`` column, an LLM's score ``l`` of each candidate, higher = better)
+    ``llm_score``      l_p (non-finite scores become NaN)
+    ``llm_rank``       rank of c by l within its list (0 = the LLM's best; ties and NaN: pre-rank order, NaN last)
+    ``llm_gap_best``   max(l) - l_p
 
 "Windowed" history = the last ``history_window`` items (all of them by default up to 50). Everything is
 vectorised over the whole DataFrame (the TF-IDF similarities in chunks of pairs), so ~20k lists x 10
@@ -45,7 +50,8 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
-__all__ = ["FEATURE_NAMES", "FeatureBuilder", "ListArrays", "list_arrays"]
+__all__ = ["FEATURE_NAMES", "LLM_FEATURE_NAMES", "LLM_SCORES_COLUMN", "FeatureBuilder", "ListArrays",
+           "list_arrays", "llm_score_features"]
 
 CAT_SHARE_DEPTHS: tuple[int, ...] = (1, 2, 3, 4)
 
@@ -70,6 +76,12 @@ FEATURE_NAMES: tuple[str, ...] = (
     "tfidf_mean",
 )
 
+LLM_FEATURE_NAMES: tuple[str, ...] = ("llm_score", "llm_rank", "llm_gap_best")
+"""Features of an LLM's per-candidate scores (:func:`llm_score_features`), after ``FEATURE_NAMES``."""
+
+LLM_SCORES_COLUMN = "llm_scores"
+"""Column of a lists DataFrame with an LLM's score of each candidate (pre-rank order)."""
+
 
 # --------------------------------------------------------------------------- #
 # list DataFrame -> arrays
@@ -80,7 +92,8 @@ class ListArrays:
 
     ``candidates``/``scores``/``labels`` are ``(n, K)``; the ragged histories are flattened into
     ``hist_flat`` with ``hist_len[i]`` items for list ``i`` (``hist_row`` repeats the list index).
-    ``labels`` is ``None`` when the DataFrame has no ``labels`` column.
+    ``labels`` is ``None`` when the DataFrame has no ``labels`` column, ``llm_scores`` when it has no
+    ``llm_scores`` column (:data:`LLM_SCORES_COLUMN`).
     """
 
     candidates: np.ndarray
@@ -89,6 +102,7 @@ class ListArrays:
     hist_flat: np.ndarray
     hist_len: np.ndarray
     hist_row: np.ndarray
+    llm_scores: np.ndarray | None = None
 
     @property
     def n(self) -> int:
@@ -109,8 +123,19 @@ def _stack(col: Sequence[Any], dtype: Any, name: str) -> np.ndarray:
     return np.asarray(np.stack([np.asarray(x, dtype=dtype) for x in col]), dtype=dtype)
 
 
+def _column(lists_df: pd.DataFrame, name: str, shape: tuple[int, ...]) -> np.ndarray | None:
+    """An optional ``(n, K)`` float column (``None`` when absent), checked against the candidates' shape."""
+    if name not in lists_df.columns:
+        return None
+    values = _stack(lists_df[name].tolist(), np.float64, name)
+    if values.shape != shape:
+        raise ValueError(f"{name} shape {values.shape} differs from candidates shape {shape}")
+    return values
+
+
 def list_arrays(lists_df: pd.DataFrame) -> ListArrays:
-    """Convert a lists DataFrame (columns ``history``, ``candidates``, ``scores`` [, ``labels``])."""
+    """Convert a lists DataFrame (columns ``history``, ``candidates``, ``scores`` [, ``labels``,
+    ``llm_scores``])."""
     for c in ("history", "candidates", "scores"):
         if c not in lists_df.columns:
             raise KeyError(f"lists DataFrame lacks column {c!r}")
@@ -118,11 +143,7 @@ def list_arrays(lists_df: pd.DataFrame) -> ListArrays:
     scores = _stack(lists_df["scores"].tolist(), np.float64, "scores")
     if scores.shape != cands.shape:
         raise ValueError(f"scores shape {scores.shape} differs from candidates shape {cands.shape}")
-    labels = None
-    if "labels" in lists_df.columns:
-        labels = _stack(lists_df["labels"].tolist(), np.float64, "labels")
-        if labels.shape != cands.shape:
-            raise ValueError(f"labels shape {labels.shape} differs from candidates shape {cands.shape}")
+    labels = _column(lists_df, "labels", cands.shape)
     hists = lists_df["history"].tolist()
     hist_len = np.fromiter((len(h) for h in hists), dtype=np.int64, count=len(hists))
     if hist_len.sum() > 0:
@@ -130,7 +151,21 @@ def list_arrays(lists_df: pd.DataFrame) -> ListArrays:
     else:
         hist_flat = np.zeros(0, dtype=np.int64)
     hist_row = np.repeat(np.arange(len(hists), dtype=np.int64), hist_len)
-    return ListArrays(cands, scores, labels, hist_flat, hist_len, hist_row)
+    return ListArrays(cands, scores, labels, hist_flat, hist_len, hist_row,
+                      _column(lists_df, LLM_SCORES_COLUMN, cands.shape))
+
+
+def llm_score_features(scores: np.ndarray) -> dict[str, np.ndarray]:
+    """``LLM_FEATURE_NAMES`` of ``(n, K)`` LLM scores (candidates in pre-rank order, higher = better),
+    each ``(n, K)``: the score (non-finite → NaN), its rank within the list (0 = best; ties keep the
+    pre-rank order, NaN ranks last) and the gap to the list's best score."""
+    s = np.asarray(scores, dtype=np.float64).copy()
+    s[~np.isfinite(s)] = np.nan
+    order = np.argsort(np.where(np.isnan(s), np.inf, -s), axis=1, kind="stable")
+    rank = np.empty(s.shape, dtype=np.float64)
+    np.put_along_axis(rank, order, np.broadcast_to(np.arange(s.shape[1], dtype=np.float64), s.shape), axis=1)
+    best = np.max(np.where(np.isnan(s), -np.inf, s), axis=1, keepdims=True, initial=-np.inf)
+    return {"llm_score": s, "llm_rank": rank, "llm_gap_best": best - s}
 
 
 # --------------------------------------------------------------------------- #
@@ -167,9 +202,9 @@ class FeatureBuilder:
         tfidf_params: keyword arguments of :class:`sklearn.feature_extraction.text.TfidfVectorizer`
             (default: lowercase unigrams, ``sublinear_tf=True``, ``strip_accents="unicode"``).
         pair_chunk: number of (candidate, history item) pairs per TF-IDF similarity chunk (memory bound).
+        llm_scores: also compute ``LLM_FEATURE_NAMES`` from the lists' ``llm_scores`` column (an LLM's
+            score of each candidate; :meth:`with_llm_scores` turns a fitted builder into one).
     """
-
-    feature_names: tuple[str, ...] = FEATURE_NAMES
 
     def __init__(
         self,
@@ -177,6 +212,7 @@ class FeatureBuilder:
         max_cat_depth: int = 8,
         tfidf_params: dict[str, Any] | None = None,
         pair_chunk: int = 500_000,
+        llm_scores: bool = False,
     ) -> None:
         if history_window < 1:
             raise ValueError("history_window must be >= 1")
@@ -186,6 +222,7 @@ class FeatureBuilder:
         self.max_cat_depth = int(max_cat_depth)
         self.tfidf_params = dict(tfidf_params or {})
         self.pair_chunk = int(pair_chunk)
+        self.llm_scores = bool(llm_scores)
         self.fitted = False
 
     # ------------------------------------------------------------------ fit
@@ -254,6 +291,15 @@ class FeatureBuilder:
         self.fitted = True
         return self
 
+    @property
+    def feature_names(self) -> tuple[str, ...]:
+        """``FEATURE_NAMES``, then ``LLM_FEATURE_NAMES`` with ``llm_scores``: the matrix's columns."""
+        return FEATURE_NAMES + (LLM_FEATURE_NAMES if self.llm_scores else ())
+
+    def with_llm_scores(self) -> FeatureBuilder:
+        """A copy of this fitted builder that also computes the LLM-score features."""
+        return FeatureBuilder.from_state_dict({**self.state_dict(), "llm_scores": True})
+
     # ------------------------------------------------------------ transform
     def _trans(self, a: np.ndarray, b: np.ndarray) -> np.ndarray:
         """T[a, b] elementwise (0 where a or b is negative, i.e. padding)."""
@@ -277,7 +323,7 @@ class FeatureBuilder:
         Returns:
             ``X`` float32 ``(n_lists * K, F)`` (list ``i``'s candidates in rows ``i*K .. i*K+K-1``, in
             pre-rank order), ``groups`` int64 ``(n_lists,)`` all equal to K (LightGBM group sizes), and
-            the feature names (``FEATURE_NAMES``).
+            the feature names (:attr:`feature_names`).
         """
         return self.transform_arrays(list_arrays(lists_df))
 
@@ -286,7 +332,7 @@ class FeatureBuilder:
         if not self.fitted:
             raise RuntimeError("FeatureBuilder.fit must be called first")
         n, k = la.n, la.k
-        names = list(FEATURE_NAMES)
+        names = list(self.feature_names)
         groups = np.full(n, k, dtype=np.int64)
         if n == 0:
             return np.zeros((0, len(names)), dtype=np.float32), groups, names
@@ -393,6 +439,11 @@ class FeatureBuilder:
             f["tfidf_max"] = np.zeros((n, k))
             f["tfidf_mean"] = np.zeros((n, k))
 
+        if self.llm_scores:
+            if la.llm_scores is None:
+                raise KeyError(f"the LLM-score features need a {LLM_SCORES_COLUMN!r} column")
+            f.update(llm_score_features(la.llm_scores))
+
         X = np.empty((n * k, len(names)), dtype=np.float32)
         for j, name in enumerate(names):
             X[:, j] = np.asarray(f[name], dtype=np.float64).reshape(-1)
@@ -408,6 +459,7 @@ class FeatureBuilder:
             "max_cat_depth": self.max_cat_depth,
             "tfidf_params": self.tfidf_params,
             "pair_chunk": self.pair_chunk,
+            "llm_scores": self.llm_scores,
             "n_items": self.n_items,
             "cat_prefix": self.cat_prefix,
             "n_prefixes": self.n_prefixes,
@@ -427,6 +479,7 @@ class FeatureBuilder:
             max_cat_depth=state["max_cat_depth"],
             tfidf_params=state["tfidf_params"],
             pair_chunk=state["pair_chunk"],
+            llm_scores=state.get("llm_scores", False),  # absent from builders saved before the fusion row
         )
         for key in (
             "n_items", "cat_prefix", "n_prefixes", "tfidf", "tfidf_vocab_size", "pop",
