@@ -1,4 +1,5 @@
-"""Reward hacking under training: DAPO with the naive vs the conditional reward, same policy, same data.
+"""Reward hacking under training: DAPO with the naive vs the conditional reward (freely sampled or
+constrained to valid rankings), same policy, same data.
 
     OMP_NUM_THREADS=2 .venv/bin/python benchmarks/reward_hacking_curves.py --run-dir runs/beauty-medium \
         --model sft --steps 50 --num-generations 4 --max-completion-length 384 --reasoning \
@@ -6,21 +7,25 @@
 
     # cost on 2 idle cores: ~6-7 min per DAPO step (G 4, 2 prompts, <= 384 tokens; BENCHMARKS.md,
     # the reasoning-format run of the profile then called quick) and ~7 min per validation of
-    # 16 lists: ~12 h for both rewards; halve it with
+    # 16 lists: ~6 h per arm (three by default); halve it with
     # --steps 25, or use --no-reasoning --max-completion-length 128 when the policy was trained so
     # (~74 s per step; the 8-step run of docs/training.md took ~10 min per reward with
-    # --val-mode direct --val-lists 50).
+    # --val-mode direct --val-lists 50). --rewards naive conditional: the two free arms only.
 
     # re-draw the figure and table from the logs already written
     .venv/bin/python benchmarks/reward_hacking_curves.py --out runs/bench/reward_hacking --plot-only
 
-For each ``--rewards`` (default ``naive conditional``) it trains the run's ``rl`` stage policy
-(``gr2.rl.stage.train_rl``: DAPO with dynamic sampling, the run's ``rl`` config from
-``<run-dir>/config.yaml`` plus ``--set rl.field=value`` and the flags) from the same starting
-``--model`` on the same ``candidates/<split>.parquet`` lists into ``<out>/<reward>/`` (``log.jsonl``,
-``tb/``, ``model/``; a finished reward is not retrained, an interrupted one resumes from its last
-checkpoint). Then it reads every ``<out>/<reward>/log.jsonl`` and draws, per step, both rewards on
-the same axes (``<out>/reward_hacking.png``):
+For each arm of ``--rewards`` (default ``naive conditional conditional-constrained``) it trains the
+run's ``rl`` stage policy (``gr2.rl.stage.train_rl``: DAPO with dynamic sampling, the run's ``rl``
+config from ``<run-dir>/config.yaml`` plus ``--set rl.field=value`` and the flags) from the same
+starting ``--model`` on the same ``candidates/<split>.parquet`` lists into ``<out>/<arm>/``
+(``log.jsonl``, ``tb/``, ``model/``; a finished arm is not retrained, an interrupted one resumes
+from its last checkpoint). An arm is a reward name (``rl.reward``), sampled freely
+(``rl.constrained=false``, whatever the run's config says), or the name with ``-constrained``: the
+same reward with rollouts sampled through the ranking constraint (``rl.constrained=true``,
+``gr2.llm.constrained``: every answer a valid ranking of its candidates; ``--max-completion-length``
+must hold a whole ranking). Then it reads every ``<out>/<arm>/log.jsonl`` and draws, per step, all
+arms on the same axes (``<out>/reward_hacking.png``):
 
 * identity-copy rate — the answer repeats the pre-rank order (``rl/copy_prerank_rate``: the hack
   the conditional reward closes, method.md §7; solid) or the order shown (``rl/copy_shown_rate``:
@@ -29,11 +34,13 @@ the same axes (``<out>/reward_hacking.png``):
 * valid-output rate (``rl/valid_rate``);
 * validation N@5 when ``--val-lists N`` > 0: every ``--val-every`` steps (and before the first) the
   policy re-ranks the same N seeded ``candidates/val.parquet`` lists greedily, scored as
-  ``gr2 eval rerank`` does (repaired orders), written to ``<out>/<reward>/val.jsonl``.
+  ``gr2 eval rerank`` does (repaired orders), written to ``<out>/<arm>/val.jsonl``.
 
 The same numbers go to ``<out>/reward_hacking.md`` (printed too). Expect the naive reward's
 pre-rank copy rate to climb while its reward rises without N@5 improving; the conditional reward
-pays a copy only what the copy earns.
+pays a copy only what the copy earns. A policy that samples no valid answer freely earns -1 for
+every rollout under either reward (identical free curves); its constrained arm shows what DAPO does
+with rewards that actually rank orders (``naive-constrained`` is the hackable counterpart).
 """
 
 from __future__ import annotations
@@ -47,12 +54,30 @@ from typing import Any
 
 import pandas as pd
 
-from gr2.rl.config import run_rl_config
+from gr2.rl.config import REWARD_NAMES, run_rl_config
 
 #: Logged per training step (``gr2.rl.stage``): (log key, panel title).
 TRAIN_KEYS = (("rl/copy_prerank_rate", "identity-copy rate (— pre-rank, -- shown order)"),
               ("reward", "mean reward"), ("rl/valid_rate", "valid-output rate"))
 VAL_KEY = "val/N@5"
+#: Suffix of an arm whose rollouts go through the ranking constraint.
+CONSTRAINED = "-constrained"
+DEFAULT_ARMS = ("naive", "conditional", "conditional" + CONSTRAINED)
+
+
+def arm_settings(arm: str) -> tuple[str, bool]:
+    """``(reward, constrained)`` of an arm name (``conditional`` or ``conditional-constrained``)."""
+    constrained = arm.endswith(CONSTRAINED)
+    reward = arm[:-len(CONSTRAINED)] if constrained else arm
+    if reward not in REWARD_NAMES:
+        raise SystemExit(f"arm {arm!r}: {reward!r} is not a reward {REWARD_NAMES} (add {CONSTRAINED!r} to constrain)")
+    return reward, constrained
+
+
+def arm_label(arm: str) -> str:
+    """How an arm is named in the figure: ``conditional, constrained``."""
+    reward, constrained = arm_settings(arm)
+    return f"{reward}, constrained" if constrained else reward
 
 
 # --------------------------------------------------------------------------- configuration and data
@@ -128,7 +153,7 @@ def train_with_callback(model: Any, tok: Any, rows: list[dict[str, Any]], cfg: A
 
 
 def train_rewards(args: argparse.Namespace) -> None:
-    """Train once per reward into ``<out>/<reward>/`` (skipping rewards whose model is written)."""
+    """Train once per arm into ``<out>/<arm>/`` (skipping arms whose model is written)."""
     from gr2.llm.registry import load
     from gr2.prompts.items import load_item_texts
     from gr2.rl.stage import prompt_rows, select_lists
@@ -137,12 +162,13 @@ def train_rewards(args: argparse.Namespace) -> None:
     run = RunDir(args.run_dir)
     source = model_source(run, args.model)
     items = load_item_texts(run)
-    for reward in args.rewards:
-        out = args.out / reward
+    for arm in args.rewards:
+        reward, constrained = arm_settings(arm)
+        out = args.out / arm
         if (out / "model" / "config.json").exists():
-            print(f"{reward}: {out}/model exists, not retrained", flush=True)
+            print(f"{arm}: {out}/model exists, not retrained", flush=True)
             continue
-        cfg = run_rl_config(args.run_dir, args.overrides, reward=reward, steps=args.steps,
+        cfg = run_rl_config(args.run_dir, args.overrides, reward=reward, constrained=constrained, steps=args.steps,
                         num_generations=args.num_generations, max_completion_length=args.max_completion_length,
                         reasoning=args.reasoning, batch_size=args.batch_size, num_threads=args.threads)
         lists = pd.concat([pd.read_parquet(run.file("candidates", f"{s}.parquet")) for s in cfg.split],
@@ -157,7 +183,7 @@ def train_rewards(args: argparse.Namespace) -> None:
         out.mkdir(parents=True, exist_ok=True)
         (out / "config.json").write_text(json.dumps({"policy": source, "lists": len(rows),
                                                      "rl": dataclasses.asdict(cfg)}, indent=1), encoding="utf-8")
-        print(f"{reward}: training {cfg.steps} steps on {len(rows)} lists from {source}", flush=True)
+        print(f"{arm}: training {cfg.steps} steps on {len(rows)} lists from {source}", flush=True)
         train_with_callback(model, tok, rows, cfg, out, callback)
         if not cfg.keep_checkpoints:  # as the rl stage: rl/model is written, checkpoints only cost disk
             shutil.rmtree(out / "checkpoints", ignore_errors=True)
@@ -172,10 +198,10 @@ def read_jsonl(path: Path) -> dict[int, dict[str, Any]]:
     return {int(x["step"]): x for x in lines}
 
 
-def curves(out: Path, rewards: list[str]) -> dict[str, dict[str, dict[int, dict[str, Any]]]]:
-    """``curves[reward]["train" | "val"][step]`` from ``<out>/<reward>/{log,val}.jsonl``."""
-    return {r: {"train": read_jsonl(out / r / "log.jsonl"), "val": read_jsonl(out / r / "val.jsonl")}
-            for r in rewards}
+def curves(out: Path, arms: list[str]) -> dict[str, dict[str, dict[int, dict[str, Any]]]]:
+    """``curves[arm]["train" | "val"][step]`` from ``<out>/<arm>/{log,val}.jsonl``."""
+    return {a: {"train": read_jsonl(out / a / "log.jsonl"), "val": read_jsonl(out / a / "val.jsonl")}
+            for a in arms}
 
 
 def _series(log: dict[int, dict[str, Any]], key: str) -> tuple[list[int], list[float]]:
@@ -193,10 +219,10 @@ def plot(data: dict[str, Any], path: Path) -> None:
     panels = [*TRAIN_KEYS, (VAL_KEY, "validation N@5 (--val-mode)")] if with_val else list(TRAIN_KEYS)
     fig, axes = plt.subplots(1, len(panels), figsize=(4.2 * len(panels), 3.6), squeeze=False)
     for ax, (key, title) in zip(axes[0], panels):
-        for i, (reward, d) in enumerate(data.items()):
+        for i, (arm, d) in enumerate(data.items()):
             color = f"C{i}"
             log = d["val"] if key == VAL_KEY else d["train"]
-            ax.plot(*_series(log, key), color=color, marker=".", label=reward)
+            ax.plot(*_series(log, key), color=color, marker=".", label=arm_label(arm))
             if key == "rl/copy_prerank_rate":
                 ax.plot(*_series(log, "rl/copy_shown_rate"), color=color, linestyle="--")
         if key != "reward":  # rates and N@5 live in [0, 1]: a fixed axis keeps small changes honest
@@ -216,7 +242,7 @@ def _fmt(x: Any) -> str:
 
 
 def markdown(data: dict[str, Any]) -> str:
-    """One row per step; per reward: pre-rank copy, shown copy, reward, valid rate (+ val N@5)."""
+    """One row per step; per arm: pre-rank copy, shown copy, reward, valid rate (+ val N@5)."""
     cols = [("rl/copy_prerank_rate", "copy pre-rank"), ("rl/copy_shown_rate", "copy shown"),
             ("reward", "reward"), ("rl/valid_rate", "valid")]
     with_val = any(d["val"] for d in data.values())
@@ -236,8 +262,10 @@ def markdown(data: dict[str, Any]) -> str:
 def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--run-dir", type=Path, help="run with candidates/, data/, sid/ (not needed with --plot-only)")
-    ap.add_argument("--out", type=Path, required=True, help="one sub-folder per reward, the PNG and the table")
-    ap.add_argument("--rewards", nargs="+", default=["naive", "conditional"])
+    ap.add_argument("--out", type=Path, required=True, help="one sub-folder per arm, the PNG and the table")
+    ap.add_argument("--rewards", nargs="+", default=list(DEFAULT_ARMS), metavar="ARM",
+                    help=f"arms: a reward {REWARD_NAMES} sampled freely, or REWARD{CONSTRAINED} sampled through "
+                         "the ranking constraint")
     ap.add_argument("--plot-only", action="store_true", help="only re-draw from the existing logs")
     ap.add_argument("--model", default="sft", help="starting policy: sft | midtrain | registry name | folder")
     ap.add_argument("--steps", type=int, default=50)
@@ -259,6 +287,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     args = build_parser().parse_args(argv)
+    for arm in args.rewards:
+        arm_settings(arm)  # refuse a misspelt arm before hours of training
     if not args.plot_only:
         if args.run_dir is None:
             raise SystemExit("--run-dir is needed unless --plot-only")

@@ -44,6 +44,7 @@ def tiny_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[RunDir, RunConfi
         "sft.steps=1", "sft.batch_size=2", "sft.max_seq_len=2048",
         "rl.steps=1", "rl.batch_size=2", "rl.num_generations=2", "rl.max_completion_length=8",
         "rl.overlong_buffer=4", "rl.n_examples=4", f"rl.prompt={json.dumps(PROMPT)}",
+        "rl.constrained=false",  # 8 tokens hold no ranking (the reasoning-free variant); tests/rl covers it
         "eval.bootstrap=20", "eval.lambdamart_params.cv_folds=0", "eval.lambdamart_params.n_estimators=10",
         "eval.llm_lists=3", "eval.llm_max_new_tokens=8",
     ]

@@ -59,13 +59,13 @@ def test_prompt_rows(tiny_run):
     assert r["prompt"].index(shown[0]) < r["prompt"].index(shown[1])  # candidates appear as presented
 
 
-def _rows(tmp_path):
+def _rows(tmp_path, prompt=PROMPT):
     tok = make_tokenizer()
     from .conftest import make_run
 
     run = make_run(tmp_path / "run")
     lists = select_lists(pd.read_parquet(run.path / "candidates/train.parquet"), tiny_cfg())
-    return tok, prompt_rows(lists, load_item_texts(run), tok, PROMPT)
+    return tok, prompt_rows(lists, load_item_texts(run), tok, prompt)
 
 
 def test_train_two_steps_logs_and_resumes(tmp_path):
@@ -116,3 +116,31 @@ def test_vllm_is_passed_to_trl_only_when_asked_and_installed(tmp_path):
     if importlib.util.find_spec("vllm") is None:
         with pytest.raises(RuntimeError, match="pip install vllm"):
             grpo_args(RLConfig(use_vllm=True), tmp_path, "cpu")
+
+
+def test_constrained_is_on_by_default_without_reasoning_and_refused_with_vllm():
+    assert RLConfig(reasoning=False).constrained_rollouts and not RLConfig(reasoning=True).constrained_rollouts
+    assert RLConfig(reasoning=True, constrained=True).constrained_rollouts
+    assert not RLConfig(reasoning=False, constrained=False).constrained_rollouts
+    assert not RLConfig(use_vllm=True).constrained_rollouts  # reasoning: free sampling, vLLM allowed
+    with pytest.raises(ValueError, match="constrained=false with use_vllm"):
+        RLConfig(reasoning=False, use_vllm=True)
+
+
+@pytest.mark.parametrize("reasoning", [False, True])
+def test_constrained_rollouts_are_all_valid(tmp_path, reasoning):
+    """The untrained tiny llama never writes a valid ranking freely; through the constraint every
+    rollout is one (and, with reasoning, carries a non-empty explanation)."""
+    from gr2.rl.stage import rollout_constraint
+
+    cfg = tiny_cfg(steps=1, reasoning=reasoning, constrained=True, overlong_buffer=0)
+    tok, rows = _rows(tmp_path, cfg.prompt_config)
+    constraint = rollout_constraint(tok, cfg)
+    budget = max(constraint.min_new_tokens(r["candidate_sids"]) for r in rows) + (12 if reasoning else 0)
+    cfg = tiny_cfg(steps=1, reasoning=reasoning, constrained=True, overlong_buffer=0, max_completion_length=budget)
+    out = tmp_path / "rl"
+    model, info = train_rl(make_model(len(tok)), tok, rows, cfg, out)
+    (line,) = read_log(out / "log.jsonl")
+    assert info["global_step"] == 1 and "generate" not in vars(model)  # the processor was bound for the call only
+    assert line["rl/valid_rate"] == 1.0 and line["rl/format_rate"] == 1.0
+    assert line["reward"] > -1.0 and line["completions/clipped_ratio"] == 0.0  # every answer ends with EOS

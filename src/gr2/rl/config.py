@@ -60,6 +60,14 @@ class RLConfig(TrainingFields):
     max_resample_rounds: int = 3
     """Extra generation rounds at most per step to refill dropped groups; if the batch is still not
     full the step trains on the groups it has (logged)."""
+    constrained: bool | None = None
+    """Rollouts valid by construction (``gr2.llm.constrained``): sampling may only write a ranking of
+    the prompt's own candidates, each once, in the SFT answer format (the explanation, with
+    reasoning, stays free text). A weak policy then earns ranking rewards instead of -1 for every
+    malformed answer; the format term no longer varies (every answer is valid), except for the
+    explanation being non-empty. ``None``: on for the reasoning-free variant, off with reasoning
+    (the paper samples freely and its format credit rewards learning the format). Needs
+    transformers' ``generate``: not available with ``use_vllm``."""
     use_vllm: bool = False
     """Generate rollouts with vLLM through TRL (``GRPOConfig.use_vllm``; needs ``pip install vllm`` and a
     GPU). Off: transformers' ``generate`` (CPU-safe)."""
@@ -128,10 +136,17 @@ class RLConfig(TrainingFields):
                 self.grad_accum >= 1 and (self.batch_size * self.num_generations) % self.grad_accum == 0,
             "split must name at least one split": len(self.split) > 0,
             "n_examples must be >= 1 or None": self.n_examples is None or self.n_examples >= 1,
+            "constrained rollouts need transformers' generate, not vLLM: set constrained=false with use_vllm "
+            "(constrained is on by default when reasoning=false)": not (self.constrained_rollouts and self.use_vllm),
         }
         bad = [msg for msg, ok in checks.items() if not ok]
         if bad:
             raise ValueError("rl: " + "; ".join(bad))
+
+    @property
+    def constrained_rollouts(self) -> bool:
+        """Whether rollouts are sampled through the ranking constraint (``constrained`` resolved)."""
+        return (not self.reasoning) if self.constrained is None else self.constrained
 
     @property
     def prompt_config(self) -> PromptConfig:

@@ -63,13 +63,26 @@ the first two are logged and the batch is left as TRL built it.
 
 Groups are identified in the gathered (global) reward vector, so every process takes the same
 decisions and runs the same number of rounds; only a single process is exercised by the tests.
+
+**Constrained rollouts** (``constraint=``, a :class:`gr2.llm.constrained.RankingConstraint`; the
+``rl.constrained`` setting). TRL generates with ``unwrapped_model.generate(**inputs,
+generation_config=...)`` in ``_generate_single_turn`` and offers no way to pass a logits processor,
+so that method is wrapped: for the duration of the call the unwrapped model's ``generate`` gets a
+:class:`gr2.llm.constrained.RankingLogitsProcessor` bound as ``logits_processor`` (and is restored
+after). The processor must know each row's candidates: generation rows are the generation batch's
+rows in order (each prompt ``G`` times), so every round of ``_generate_and_score_completions``
+records its rows' ``candidate_sids`` before TRL tokenises them — the same column the reward reads,
+so the constraint and the reward always agree on the candidates. A round whose generation never ran
+through the processor raises (TRL's generation path changed). vLLM and transformers' continuous
+batching generate elsewhere and are refused.
 """
 
 from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -78,6 +91,7 @@ import torch
 import torch.nn.functional as F
 from trl import GRPOTrainer
 
+from gr2.llm.constrained import RankingConstraint, RankingLogitsProcessor
 from gr2.prompts.parse import parse_output
 from gr2.rl.rewards import (
     DEFAULT_ALPHA,
@@ -267,17 +281,27 @@ _PER_ROW = ("advantages",)
 
 class DAPOTrainer(GRPOTrainer):
     """``GRPOTrainer`` + DAPO's dynamic sampling (see the module docstring for exactly what is
-    dropped and refilled). Extra keyword arguments: ``dynamic_sampling`` (default on) and
-    ``max_resample_rounds``."""
+    dropped and refilled) + optionally constrained rollouts. Extra keyword arguments:
+    ``dynamic_sampling`` (default on), ``max_resample_rounds`` and ``constraint`` (``None``: free
+    sampling; the dataset then needs no ``candidate_sids`` column)."""
 
     def __init__(self, *args: Any, dynamic_sampling: bool = True, max_resample_rounds: int = 3,
-                 **kwargs: Any) -> None:
+                 constraint: RankingConstraint | None = None, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         if max_resample_rounds < 0:
             raise ValueError("max_resample_rounds must be >= 0")
         self.dynamic_sampling = dynamic_sampling
         self.max_resample_rounds = max_resample_rounds
         self._round_rewards: list[float] = []
+        self.constraint = constraint
+        self._round_candidates: list[list[str]] = []
+        if constraint is not None:
+            if self.use_vllm or self.use_transformers_continuous_batching:
+                raise ValueError("constrained rollouts run through transformers' generate: not with vLLM or "
+                                 "continuous batching (set rl.constrained=false)")
+            if any(t in self.eos_token_ids for t in constraint.end[:-1]):
+                raise ValueError("the constrained answer's end of turn holds an EOS token before its last token: "
+                                 "generation would stop inside it")
         if dynamic_sampling:
             if self.scale_rewards not in ("group", "none") or self.multi_objective_aggregation != "sum_then_normalize":
                 raise ValueError("dynamic sampling merges groups of several rounds: it needs scale_rewards "
@@ -301,8 +325,30 @@ class DAPOTrainer(GRPOTrainer):
         self._round_rewards = total.detach().float().cpu().tolist()
         return per_func
 
+    def _generate_single_turn(self, prompt_ids: list, *args: Any, **kwargs: Any) -> Any:
+        """TRL's generation, through the ranking constraint of this round's rows when one is set."""
+        if self.constraint is None:
+            return super()._generate_single_turn(prompt_ids, *args, **kwargs)
+        if len(prompt_ids) != len(self._round_candidates):
+            raise RuntimeError(f"{len(prompt_ids)} prompts to generate for {len(self._round_candidates)} "
+                               "candidate lists: the rows of a generation round are not the batch's rows")
+        processor = self.constraint.processor(self._round_candidates, self.generation_config.max_new_tokens)
+        with _bound_logits_processor(self.accelerator.unwrap_model(self.model_wrapped), processor):
+            out = super()._generate_single_turn(prompt_ids, *args, **kwargs)
+        if processor.steps == 0:
+            raise RuntimeError("constrained rollouts: TRL generated without calling the ranking constraint "
+                               "(its generation path changed)")
+        return out
+
+    def _generate_round(self, inputs: list[dict[str, Any]]) -> dict[str, Any]:
+        """TRL's generate-and-score on one generation batch; its rows' candidates are kept for the
+        constraint (the rows are generated in this order)."""
+        if self.constraint is not None:
+            self._round_candidates = [list(x["candidate_sids"]) for x in inputs]
+        return super()._generate_and_score_completions(inputs)
+
     def _generate_and_score_completions(self, inputs: list[dict[str, Any]]) -> dict[str, Any]:
-        generate = super()._generate_and_score_completions
+        generate = self._generate_round
         if not self.model.training:
             return generate(inputs)
         first = generate(inputs)
@@ -379,6 +425,29 @@ class DAPOTrainer(GRPOTrainer):
         merged["num_items_in_batch"] = self.accelerator.gather(loss_mask.sum()).sum()
         merged = {k: merged[k] for k in outputs[0]}  # TRL's key order: _prepare_inputs counts rows on the first
         return merged, kept_rewards
+
+
+@contextmanager
+def _bound_logits_processor(model: Any, processor: RankingLogitsProcessor) -> Iterator[None]:
+    """``model.generate`` called with ``logits_processor=[processor]`` inside the block (TRL's
+    ``_generate_single_turn`` passes no processor of its own); an instance-level ``generate``
+    (e.g. a ``custom_generate``) is restored afterwards."""
+    from transformers import LogitsProcessorList
+
+    own = model.__dict__.get("generate")
+    generate = model.generate
+
+    def constrained(*args: Any, **kwargs: Any) -> Any:
+        return generate(*args, logits_processor=LogitsProcessorList([processor]), **kwargs)
+
+    model.generate = constrained
+    try:
+        yield
+    finally:
+        if own is None:
+            del model.generate
+        else:
+            model.generate = own
 
 
 def _select(batch: Mapping[str, Any], rows: torch.Tensor) -> dict[str, Any]:

@@ -14,7 +14,12 @@ Reads ``candidates/{split}.parquet`` (for each ``split``), ``data/items.parquet`
 * ``tb/`` — the same scalars for TensorBoard;
 * ``checkpoints/checkpoint-N`` — every ``save_steps``; a re-run resumes from the latest one (log
   lines after it are dropped first), deleted at the end unless ``keep_checkpoints``;
-* ``metrics.json`` — what was trained (policy, lists, reward, settings) and a summary of the log.
+* ``metrics.json`` — what was trained (policy, lists, reward, settings, whether rollouts were
+  constrained) and a summary of the log.
+
+With ``rl.constrained`` (on by default for the reasoning-free variant) rollouts are sampled through
+:class:`gr2.llm.constrained.RankingConstraint`: every answer is a ranking of its prompt's own
+candidates (``rl/valid_rate`` 1.0), so the reward ranks orders instead of punishing malformed text.
 
 :func:`train_rl` is the same training without a run directory (a model, its tokenizer, prompt rows).
 """
@@ -29,7 +34,7 @@ import shutil
 import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
@@ -41,6 +46,9 @@ from gr2.prompts.render import (
 )
 from gr2.rl.config import RLConfig
 from gr2.runs import RunDir, atomic_path, atomic_write_json, save_model
+
+if TYPE_CHECKING:
+    from gr2.llm.constrained import RankingConstraint
 
 log = logging.getLogger(__name__)
 
@@ -114,6 +122,18 @@ def grpo_args(cfg: RLConfig, output_dir: Path, device: str) -> Any:
     )
 
 
+def rollout_constraint(tokenizer: Any, cfg: RLConfig) -> RankingConstraint | None:
+    """The ranking constraint rollouts are sampled through (``None``: free sampling). Answers end
+    as SFT taught them to: the chat template's end of turn (``gr2.sft.train.end_of_turn``)."""
+    if not cfg.constrained_rollouts:
+        return None
+    from gr2.llm.constrained import RankingConstraint
+    from gr2.sft.train import end_of_turn
+
+    return RankingConstraint(tokenizer, reasoning=cfg.reasoning, sid_wrap=cfg.prompt.sid_wrap,
+                             end_text=end_of_turn(tokenizer))
+
+
 def _jsonl_logger(path: Path) -> Any:
     from transformers import TrainerCallback
 
@@ -178,6 +198,7 @@ def train_rl(model: Any, tokenizer: Any, rows: Sequence[Mapping[str, Any]], cfg:
         train_dataset=Dataset.from_list([dict(r) for r in rows]), processing_class=tokenizer,
         peft_config=peft_config, callbacks=[TensorBoardCallback(tb_writer=writer), _jsonl_logger(log_path)],
         dynamic_sampling=cfg.dynamic_sampling, max_resample_rounds=cfg.max_resample_rounds,
+        constraint=rollout_constraint(tokenizer, cfg),
     )
     ckpt = latest_checkpoint(out_dir / "checkpoints")
     if ckpt is not None:
@@ -244,6 +265,7 @@ def run_rl(run: RunDir, cfg: RLConfig) -> dict:
         "lists_available": total,
         "splits": list(cfg.split),
         "config": dataclasses.asdict(cfg),
+        "constrained_rollouts": cfg.constrained_rollouts,
         "train": info,
         "log": summarize_log(lines),
         "seconds": round(seconds, 2),
