@@ -171,3 +171,19 @@ def test_curve_steps_include_the_start_and_the_end():
 def test_bad_listwise_fields_are_rejected(field, value):
     with pytest.raises(ValueError, match=field):
         SFTConfig(**{field: value})
+
+
+def test_train_top_layers_updates_only_those_layers(tiny, tmp_path):
+    import tiny_llm
+
+    run, _, _, tok = tiny
+    model = tiny_llm.make_model(len(tok), layers=2, max_positions=4096)
+    before = {n: p.detach().clone() for n, p in model.named_parameters()}
+    lists = pd.read_parquet(run.path / "candidates" / "test.parquet")
+    examples = encode_lists(tok, lists, load_item_texts(run), PROMPT)
+    cfg = SFTConfig(objective="listwise", steps=2, batch_size=3, lr=1e-2, train_top_layers=1, save_steps=100)
+    train_listwise(model, tok, examples, cfg, tmp_path / "sft")
+    changed = {n for n, p in model.named_parameters() if not torch.equal(p.detach(), before[n])}
+    assert changed and all(n.startswith(("model.layers.1.", "model.norm.")) for n in changed)
+    with pytest.raises(ValueError, match="2 decoder layers"):
+        train_listwise(model, tok, examples, dataclasses.replace(cfg, train_top_layers=3), tmp_path / "x")

@@ -41,6 +41,11 @@ class SFTConfig(TrainingFields):
     rest in the pre-ranker's order: a student that sees only the pre-rank order can learn to rank by
     position alone."""
 
+    train_top_layers: int | None = None
+    """Train only the top N decoder layers (and the final norm; embeddings frozen), either objective:
+    the backward pass stops at the lowest trained layer, the lever that makes CPU budgets see more
+    lists. ``None``: every weight (or LoRA with ``lora``)."""
+
     # -- learning curve ---------------------------------------------------------------------------
     curve_lists: int = 0
     """Validation lists scored in direct mode (seeded sample, pre-rank order shown) for the learning
@@ -79,6 +84,8 @@ class SFTConfig(TrainingFields):
             "listwise_temperature must be > 0": self.listwise_temperature > 0,
             "listwise_shuffle must be in [0, 1]": 0 <= self.listwise_shuffle <= 1,
             "curve_lists must be >= 0": self.curve_lists >= 0,
+            "train_top_layers must be >= 1 or None": self.train_top_layers is None or self.train_top_layers >= 1,
+            "train_top_layers and lora exclude each other": not (self.train_top_layers and self.lora),
             "curve_points must be >= 2": self.curve_points >= 2,
         }
         bad = [msg for msg, ok in checks.items() if not ok]

@@ -157,7 +157,7 @@ def train_listwise(model: Any, tokenizer: Any, examples: Sequence[ListwiseExampl
     from torch.utils.tensorboard import SummaryWriter
     from transformers.integrations import TensorBoardCallback
 
-    from gr2.midtrain.train import latest_checkpoint, resolve_device
+    from gr2.midtrain.train import latest_checkpoint, resolve_device, train_top_layers
     from gr2.runs import save_model
 
     if not examples:
@@ -168,6 +168,8 @@ def train_listwise(model: Any, tokenizer: Any, examples: Sequence[ListwiseExampl
         torch.set_num_threads(cfg.num_threads)
     device = resolve_device(cfg.device)
     model.to(device)
+    if cfg.train_top_layers:
+        train_top_layers(model, cfg.train_top_layers)
     if cfg.lora:
         from peft import LoraConfig, get_peft_model
 

@@ -199,7 +199,7 @@ def train_sft(model: Any, tokenizer: Any, examples: Sequence[Mapping[str, Any]],
     metrics); ``callbacks`` go to the trainer (the learning curve); returns the metrics."""
     from datasets import Dataset
 
-    from gr2.midtrain.train import resolve_device, run_phase, sft_args
+    from gr2.midtrain.train import resolve_device, run_phase, sft_args, train_top_layers
     from gr2.runs import save_model
 
     if not examples:
@@ -214,6 +214,8 @@ def train_sft(model: Any, tokenizer: Any, examples: Sequence[Mapping[str, Any]],
                          "raise it or shorten the prompts (traces.prompt.max_history, item_format=compact)")
     device = resolve_device(cfg.device)
     model.to(device)
+    if cfg.train_top_layers:
+        train_top_layers(model, cfg.train_top_layers)
     if stats["truncated"]:
         log.warning("sft: %d of %d examples longer than max_seq_len=%d: their completion is cut",
                     stats["truncated"], stats["examples"], cfg.max_seq_len)
