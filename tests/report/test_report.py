@@ -52,6 +52,7 @@ def full_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
         "midtrain.logging_steps=1",
         "traces.teacher=evidence", "traces.gate_override=true", f"traces.prompt={json.dumps(PROMPT)}",
         "sft.steps=2", "sft.batch_size=2", "sft.max_seq_len=2048", "sft.logging_steps=1",
+        "sft.curve_lists=3", "sft.curve_points=2",
         "rl.steps=1", "rl.batch_size=2", "rl.num_generations=2", "rl.max_completion_length=8",
         "rl.overlong_buffer=4", "rl.n_examples=4", f"rl.prompt={json.dumps(PROMPT)}",
         "eval.bootstrap=20", "eval.lambdamart_params.cv_folds=0", "eval.lambdamart_params.n_estimators=10",
@@ -144,6 +145,16 @@ def test_plots_are_pngs_linked_from_the_report(full_run: Path):
         assert path.read_bytes()[:8] == PNG_MAGIC, file
         assert path.stat().st_size > 10_000, file
         assert f"]({PLOTS_DIR}/{file})" in text, file
+
+
+def test_the_sft_section_shows_the_learning_curve(full_run: Path):
+    points = [json.loads(line) for line in (full_run / "sft" / "curve.jsonl").read_text().splitlines()]
+    assert [p["step"] for p in points] == [0, 2] and all(p["lists"] == 3 for p in points)
+    text = (full_run / "report.md").read_text()
+    assert "| step | lists seen | val R@1 | val N@5 | pre-rank N@5 (same lists) |" in text
+    row = next(line for line in text.splitlines() if line.startswith("| 2 | 4 |"))
+    assert [float(x) for x in row.strip("|").split("|")[2:]] == [points[1]["R@1"], points[1]["N@5"],
+                                                                  points[1]["prerank_N@5"]]
 
 
 def test_cli_writes_the_report(full_run: Path, capsys: pytest.CaptureFixture[str]):

@@ -24,8 +24,8 @@ log = logging.getLogger(__name__)
 
 PLOTS_DIR = "report"
 """Folder of the run directory the PNGs go to (``report.md`` links them relative to the run root)."""
-PLOT_FILES = {"midtrain": "midtrain_loss.png", "sft": "sft_loss.png", "rl": "rl_curves.png",
-              "metrics": "metric_bars.png"}
+PLOT_FILES = {"midtrain": "midtrain_loss.png", "sft": "sft_loss.png", "sft_curve": "sft_curve.png",
+              "rl": "rl_curves.png", "metrics": "metric_bars.png"}
 BAR_METRICS = ("N@5", "R@1")
 RATE = (-0.05, 1.05)
 RL_PANELS: tuple[tuple[str, tuple[tuple[str, str], ...], tuple[float, float] | None], ...] = (
@@ -127,11 +127,52 @@ def midtrain_curves(metrics: Mapping[str, Any], path: Path) -> Path | None:
 
 def sft_curves(metrics: Mapping[str, Any], path: Path) -> Path | None:
     """From ``sft/metrics.json``'s ``log``: the weighted loss and the per-token NLL of the reasoning
-    and ranking parts per logged step."""
+    and ranking parts (trace objective), or the listwise loss parts and training R@1 (listwise
+    objective), per logged step."""
     lines = metrics.get("log") or []
-    panels = (("weighted loss", (("loss", "loss"),), None),
-              ("mean NLL per token", (("nll_reasoning", "reasoning"), ("nll_ranking", "ranking")), None))
+    panels = (("loss", (("loss", "loss"),), None),
+              ("mean NLL per token", (("nll_reasoning", "reasoning"), ("nll_ranking", "ranking")), None),
+              ("listwise loss parts", (("ce", "cross-entropy"), ("distill", "distillation")), None),
+              ("training R@1 (batch)", (("top1", "top-1 = target"),), RATE))
     return _line_figure(lines, panels, "SFT", path, "sft/metrics.json")
+
+
+def learning_curves(curves: Mapping[str, Sequence[Mapping[str, Any]]], path: Path) -> Path | None:
+    """Validation N@5 against training lists seen, one line per ``label -> sft/curve.jsonl points``
+    (the run's SFT and its variants'), with the pre-rank order's N@5 on the same lists dashed."""
+    curves = {label: points for label, points in curves.items() if points}
+    if not curves:
+        return None
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(6.5, 3.8), layout="constrained")
+    ax = fig.subplots()
+    for label, points in curves.items():
+        ax.plot([p["lists_seen"] for p in points], [p["N@5"] for p in points], marker="o", markersize=3, label=label)
+    prerank = next((p["prerank_N@5"] for points in curves.values() for p in points if "prerank_N@5" in p), None)
+    if prerank is not None:
+        ax.axhline(prerank, linestyle="--", color="grey", label="pre-rank order")
+    ax.set_xlabel("training lists (or traces) seen")
+    ax.set_ylabel("validation N@5 (direct)")
+    ax.grid(alpha=0.3)
+    ax.legend()
+    fig.suptitle("SFT learning curve (sft/curve.jsonl)")
+    return _save(fig, path)
+
+
+def curve_sources(run_path: Path) -> dict[str, list[dict[str, Any]]]:
+    """``label -> points`` of the run's ``sft/curve.jsonl`` and of each ``variants/NAME/sft/curve.jsonl``;
+    a label names the objective (and the variant)."""
+    run_path = Path(run_path)
+    found = {"": run_path / "sft"}
+    found.update({f" ({v.name})": v / "sft" for v in sorted((run_path / "variants").glob("*")) if v.is_dir()})
+    out = {}
+    for suffix, folder in found.items():
+        points = read_jsonl(folder / "curve.jsonl")
+        if points:
+            objective = (read_optional_json(folder / "metrics.json") or {}).get("objective", "traces")
+            out[f"{objective}{suffix}"] = points
+    return out
 
 
 def rl_curves(lines: Sequence[Mapping[str, Any]], path: Path) -> Path | None:
@@ -214,6 +255,9 @@ def training_curves(run_path: Path, out_dir: Path) -> dict[str, Path]:
             log.info("report: no %s artifacts, %s plot skipped", stage, stage)
         elif (path := _attempt(plot, artifact, out_dir / PLOT_FILES[stage])) is not None:
             made[stage] = path
+    curves = curve_sources(run_path)
+    if curves and (path := _attempt(learning_curves, curves, out_dir / PLOT_FILES["sft_curve"])) is not None:
+        made["sft_curve"] = path
     return made
 
 

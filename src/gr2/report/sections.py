@@ -186,21 +186,46 @@ def _gate(ctx: Context) -> str:
 
 
 def sft(ctx: Context) -> str:
-    """``sft/metrics.json``: data, λ weights, loss and per-part NLL at the first and last logged step."""
+    """``sft/metrics.json``: data, objective and weights, the loss parts at the first and last logged
+    step; ``sft/curve.jsonl``: the learning curve."""
     m = ctx.read("sft/metrics.json")
     d = m.get("data", {})
-    overview = kv_table({
-        "initial model": m.get("init"), "λ reasoning / λ ranking": f"{m.get('lambda_reasoning')} / {m.get('lambda_ranking')}",
-        "examples (truncated)": f"{fmt(d.get('examples'))} ({fmt(d.get('truncated'))})",
-        "tokens (reasoning / ranking)": f"{fmt(d.get('tokens'))} ({fmt(d.get('reasoning_tokens'))} / "
-                                        f"{fmt(d.get('ranking_tokens'))})",
-        "steps": m.get("steps"), "mean training loss": m.get("train_loss_mean"),
-        "tokens per second": secs(m.get("tokens_per_second")), "seconds": secs(m.get("seconds")),
-    })
-    curve = table(["logged", "first step", "last step"],
-                  [[k, m.get(f"{k}_start"), m.get(f"{k}_end")] for k in ("loss", "nll_reasoning", "nll_ranking")])
+    if m.get("objective") == "listwise":
+        w = m.get("weights", {})
+        overview = kv_table({
+            "initial model": m.get("init"), "objective": "listwise (gr2.sft.listwise)",
+            "weights (cross-entropy / distillation, T)": f"{w.get('ce')} / {w.get('distill')}, {w.get('temperature')}",
+            "training lists (shown shuffled)": f"{fmt(d.get('lists'))} ({fmt(d.get('shuffled'))})",
+            "lists seen": fmt(d.get("lists_seen")), "steps": m.get("steps"),
+            "mean training loss": m.get("train_loss_mean"), "seconds": secs(m.get("seconds")),
+        })
+        keys = ("loss", "ce", "distill", "top1")
+    else:
+        overview = kv_table({
+            "initial model": m.get("init"),
+            "λ reasoning / λ ranking": f"{m.get('lambda_reasoning')} / {m.get('lambda_ranking')}",
+            "examples (truncated)": f"{fmt(d.get('examples'))} ({fmt(d.get('truncated'))})",
+            "tokens (reasoning / ranking)": f"{fmt(d.get('tokens'))} ({fmt(d.get('reasoning_tokens'))} / "
+                                            f"{fmt(d.get('ranking_tokens'))})",
+            "steps": m.get("steps"), "mean training loss": m.get("train_loss_mean"),
+            "tokens per second": secs(m.get("tokens_per_second")), "seconds": secs(m.get("seconds")),
+        })
+        keys = ("loss", "nll_reasoning", "nll_ranking")
+    curve = table(["logged", "first step", "last step"], [[k, m.get(f"{k}_start"), m.get(f"{k}_end")] for k in keys])
     return "\n".join([source("sft/metrics.json"), overview, curve, ctx.image("sft", "SFT loss"),
-                      f"Recompute: {ctx.gr2('sft --run-dir RUN --force')}\n"])
+                      _learning_curve(ctx), f"Recompute: {ctx.gr2('sft --run-dir RUN --force')}\n"])
+
+
+def _learning_curve(ctx: Context) -> str:
+    """The points of ``sft/curve.jsonl`` (validation N@5 by training lists seen) and the plot."""
+    points = read_jsonl(ctx.run / "sft" / "curve.jsonl")
+    if not points:
+        return ""
+    rows = [[p["step"], fmt(p["lists_seen"]), p.get("R@1"), p.get("N@5"), p.get("prerank_N@5")] for p in points]
+    return "\n".join([f"Learning curve ({source('sft/curve.jsonl')}): direct scoring of "
+                       f"{points[0].get('lists', '?')} validation lists, shown in the trained order.\n",
+                       table(["step", "lists seen", "val R@1", "val N@5", "pre-rank N@5 (same lists)"], rows),
+                       ctx.image("sft_curve", "SFT learning curve")])
 
 
 def rl(ctx: Context) -> str:

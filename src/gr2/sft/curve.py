@@ -31,7 +31,8 @@ def curve_steps(total: int, points: int) -> set[int]:
 
 def val_metrics(model: Any, tokenizer: Any, lists: pd.DataFrame, items: Mapping[int, ItemText],
                 prompt: PromptConfig, batch_size: int = 8) -> dict[str, float]:
-    """Direct-mode ``R@1`` and ``N@5`` of ``model`` on ``lists`` (one positive label per list)."""
+    """Direct-mode ``R@1`` and ``N@5`` of ``model`` on ``lists`` (one positive label per list), the
+    pre-rank order's ``prerank_N@5`` on the same lists and their number ``lists``."""
     from gr2.eval.direct import rerank_lists_direct
     from gr2.eval.metrics import labels_in_order, ndcg_at_k, recall_at_k
 
@@ -41,8 +42,10 @@ def val_metrics(model: Any, tokenizer: Any, lists: pd.DataFrame, items: Mapping[
     if was_training:
         model.train()
     ranked = [labels_in_order(o.result.order, labels) for o, labels in zip(outs, lists["labels"])]
-    return {"R@1": round(float(np.mean([recall_at_k(r, 1) for r in ranked])), 4),
-            "N@5": round(float(np.mean([ndcg_at_k(r, 5) for r in ranked])), 4)}
+    return {"lists": len(lists), "R@1": round(float(np.mean([recall_at_k(r, 1) for r in ranked])), 4),
+            "N@5": round(float(np.mean([ndcg_at_k(r, 5) for r in ranked])), 4),
+            "prerank_N@5": round(float(np.mean([ndcg_at_k(np.asarray(labels, dtype=float), 5)
+                                                for labels in lists["labels"]])), 4)}
 
 
 class CurveCallback(TrainerCallback):
