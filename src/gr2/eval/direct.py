@@ -22,8 +22,6 @@ import pandas as pd
 from tqdm.auto import tqdm
 
 from gr2.eval.rerank import RerankOutput
-from gr2.prompts.parse import ParseResult
-from gr2.prompts.render import ItemText, PromptConfig, build_messages
 from gr2.llm.scoring import (
     DirectEncoder,
     PrefixCache,
@@ -31,6 +29,8 @@ from gr2.llm.scoring import (
     rank_by_scores,
     score_direct,
 )
+from gr2.prompts.parse import ParseResult
+from gr2.prompts.render import ItemText, PromptConfig, build_messages
 
 __all__ = ["rerank_lists_direct"]
 

@@ -34,8 +34,19 @@ from typing import Any
 
 import torch
 
-__all__ = ["ANSWER_PREFIX", "PrefixCache", "ScoreInput", "answer_separator", "DirectEncoder", "common_prefix", "direct_logprobs",
-           "direct_prompt_ids", "rank_by_scores", "score_direct", "sid_path"]
+__all__ = [
+    "ANSWER_PREFIX",
+    "DirectEncoder",
+    "PrefixCache",
+    "ScoreInput",
+    "answer_separator",
+    "common_prefix",
+    "direct_logprobs",
+    "direct_prompt_ids",
+    "rank_by_scores",
+    "score_direct",
+    "sid_path",
+]
 
 ANSWER_PREFIX = '{"recommendations": ["'
 """What the direct-mode answer starts with; the first SID follows it."""

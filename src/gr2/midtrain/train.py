@@ -244,6 +244,19 @@ def run_phase(model: Any, tokenizer: Any, train: pd.DataFrame | Dataset, args: A
     return trainer.model, info
 
 
+def start_training(model: Any, cfg: Any) -> str:
+    """The set-up of an SFT-stage training run: seed, CPU threads, the device (the model is moved
+    there) and ``cfg.train_top_layers``; returns the device."""
+    torch.manual_seed(cfg.seed)
+    if cfg.num_threads:
+        torch.set_num_threads(cfg.num_threads)
+    device = resolve_device(cfg.device)
+    model.to(device)
+    if cfg.train_top_layers:
+        train_top_layers(model, cfg.train_top_layers)
+    return device
+
+
 def train_top_layers(model: Any, n: int) -> None:
     """Freeze every parameter except those of the top ``n`` decoder layers and the final norm. Nothing
     below the lowest trained layer then requires a gradient, so the backward pass stops there: on a

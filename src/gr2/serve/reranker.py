@@ -44,6 +44,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+from gr2.llm.scoring import (
+    DirectEncoder,
+    PrefixCache,
+    ScoreInput,
+    common_prefix,
+    direct_prompt_ids,
+    rank_by_scores,
+    score_direct,
+)
 from gr2.prompts.items import trained_prompt
 from gr2.prompts.render import (
     ItemText,
@@ -56,15 +65,6 @@ from gr2.serve.batching import Batcher, Overloaded
 from gr2.serve.catalogue import Catalogue, ColdStartUnavailable, Item
 from gr2.serve.config import ServeConfig
 from gr2.serve.engine import generate_answers
-from gr2.llm.scoring import (
-    DirectEncoder,
-    PrefixCache,
-    ScoreInput,
-    common_prefix,
-    direct_prompt_ids,
-    rank_by_scores,
-    score_direct,
-)
 
 log = logging.getLogger(__name__)
 

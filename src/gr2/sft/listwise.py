@@ -157,19 +157,13 @@ def train_listwise(model: Any, tokenizer: Any, examples: Sequence[ListwiseExampl
     from torch.utils.tensorboard import SummaryWriter
     from transformers.integrations import TensorBoardCallback
 
-    from gr2.midtrain.train import latest_checkpoint, resolve_device, train_top_layers
+    from gr2.midtrain.train import latest_checkpoint, start_training
     from gr2.runs import save_model
 
     if not examples:
         raise ValueError("no listwise training lists")
     out_dir = Path(out_dir)
-    torch.manual_seed(cfg.seed)
-    if cfg.num_threads:
-        torch.set_num_threads(cfg.num_threads)
-    device = resolve_device(cfg.device)
-    model.to(device)
-    if cfg.train_top_layers:
-        train_top_layers(model, cfg.train_top_layers)
+    device = start_training(model, cfg)
     if cfg.lora:
         from peft import LoraConfig, get_peft_model
 

@@ -199,23 +199,17 @@ def train_sft(model: Any, tokenizer: Any, examples: Sequence[Mapping[str, Any]],
     metrics); ``callbacks`` go to the trainer (the learning curve); returns the metrics."""
     from datasets import Dataset
 
-    from gr2.midtrain.train import resolve_device, run_phase, sft_args, train_top_layers
+    from gr2.midtrain.train import run_phase, sft_args, start_training
     from gr2.runs import save_model
 
     if not examples:
         raise ValueError("no SFT examples")
     out_dir = Path(out_dir)
-    torch.manual_seed(cfg.seed)
-    if cfg.num_threads:
-        torch.set_num_threads(cfg.num_threads)
     rows, stats = encode_examples(tokenizer, examples, cfg.max_seq_len)
     if not rows:
         raise ValueError(f"every SFT example's prompt is longer than sft.max_seq_len={cfg.max_seq_len} tokens: "
                          "raise it or shorten the prompts (traces.prompt.max_history, item_format=compact)")
-    device = resolve_device(cfg.device)
-    model.to(device)
-    if cfg.train_top_layers:
-        train_top_layers(model, cfg.train_top_layers)
+    device = start_training(model, cfg)
     if stats["truncated"]:
         log.warning("sft: %d of %d examples longer than max_seq_len=%d: their completion is cut",
                     stats["truncated"], stats["examples"], cfg.max_seq_len)

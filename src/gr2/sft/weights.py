@@ -22,7 +22,7 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 
-__all__ = ["PROMPT", "REASONING", "RANKING", "ranking_start", "token_parts", "part_weights", "token_weights"]
+__all__ = ["PROMPT", "RANKING", "REASONING", "part_weights", "ranking_start", "token_parts", "token_weights"]
 
 PROMPT, REASONING, RANKING = 0, 1, 2
 """Part ids of a token: not trained (prompt), explanation, recommendations."""
