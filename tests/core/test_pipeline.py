@@ -31,7 +31,7 @@ def test_artifacts_contract(generic_dir: Path, tmp_path: Path):
     for split in ("train", "val", "test"):
         df = pd.read_parquet(run.path / f"candidates/{split}.parquet")
         assert list(df.columns) == ["example_id", "user_id", "history", "candidates", "scores",
-                                    "labels", "target", "split"]
+                                    "labels", "target", "split", "position", "fold"]
         assert (df["split"] == split).all() and df["example_id"].is_unique
         for hist, cands, labels, target in zip(df.history, df.candidates, df.labels, df.target):
             assert len(cands) == 10 and len(set(cands)) == 10
