@@ -266,3 +266,21 @@ def test_mismatched_feature_builder_is_refused(world: dict) -> None:
     val_facts = Facts.from_frames(world["items"], world["sids"], Split(world["seqs"]).train, teacher.features)
     with pytest.raises(ValueError, match="not fitted on facts.sequences"):
         EvidenceTeacher(teacher.ranker, val_facts)
+
+
+def test_the_evidence_teacher_answers_only_lists_at_each_users_newest_training_position():
+    import pandas as pd
+
+    from gr2.data.splits import Split
+    from gr2.traces.evidence import evidence_sequences, newest_position_lists
+
+    split = Split([[0, 1, 2, 3, 4, 5], [6, 7, 8, 9]])  # training sequences [0..3] and [6, 7]
+    lists = pd.DataFrame({"example_id": ["train-0-3", "train-0-2", "train-1-1"], "user_id": [0, 0, 1],
+                          "position": [3, 2, 1], "target": [3, 2, 7]})
+    kept = newest_position_lists(lists, split)
+    assert list(kept["example_id"]) == ["train-0-3", "train-1-1"]
+    statistics = evidence_sequences(split, "train")
+    # the kept lists' targets are outside the teacher's statistics; the dropped one's is inside
+    assert all(t not in statistics[u] for u, t in zip(kept["user_id"], kept["target"]))
+    assert 2 in statistics[0]
+    assert newest_position_lists(lists.drop(columns="position"), split).equals(lists.drop(columns="position"))

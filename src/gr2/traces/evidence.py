@@ -281,6 +281,18 @@ def evidence_sequences(split: Split, lists: Literal["train", "val", "test"]) -> 
     raise ValueError(f"lists must be 'train', 'val' or 'test', got {lists!r}")
 
 
+def newest_position_lists(lists: pd.DataFrame, split: Split) -> pd.DataFrame:
+    """The training lists an evidence teacher may answer: those whose target is the user's last
+    training item. :func:`evidence_sequences` gives it ``s[:-3]`` of every user, which holds the
+    target of every earlier position (``candidates.train_positions_per_user`` > 1), so a list at an
+    earlier position would be ranked with its own answer in the statistics. Lists without a
+    ``position`` column are all kept (one list per user)."""
+    if "position" not in lists:
+        return lists
+    newest = np.array([len(split.train[u]) - 1 for u in lists["user_id"]], dtype=np.int64)
+    return lists[lists["position"].to_numpy() == newest].reset_index(drop=True)
+
+
 def _with_features(ranker: LambdaMARTReranker, features: FeatureBuilder) -> LambdaMARTReranker:
     """The fitted model, computing its features with another (fitted) builder."""
     out = LambdaMARTReranker(features, ranker.config)

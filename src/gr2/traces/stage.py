@@ -107,6 +107,14 @@ def run_traces(run: RunDir, cfg: TracesConfig, teacher: Teacher | None = None) -
     t0 = time.perf_counter()
     texts = load_item_texts(run)
     lists = pd.read_parquet(run.file("candidates", f"{cfg.split}.parquet"))
+    if teacher is None and cfg.teacher == "evidence" and cfg.split == "train":
+        from gr2.data.stage import load_split
+        from gr2.traces.evidence import newest_position_lists
+
+        n = len(lists)
+        lists = newest_position_lists(lists, load_split(run))
+        log.info("traces: the evidence teacher answers the %d of %d training lists at each user's newest "
+                 "position (its statistics hold the targets of earlier ones)", len(lists), n)
     examples, counts = load_examples(lists, texts, cfg.n_examples, cfg.seed)
     log.info("traces: %d of %d %s lists (%d contain their target), mode %s",
              counts["sampled"], counts["lists"], cfg.split, counts["with_target"], cfg.mode)
