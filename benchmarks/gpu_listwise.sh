@@ -16,7 +16,7 @@
 # report) with the log in $OUT/log.txt.
 set -uo pipefail
 run=${1:?run folder}
-budget=${2:-540}
+budget=${2:-470}
 start=$(date +%s)
 out=${OUT:-/tmp/out}
 mkdir -p "$out"
