@@ -59,14 +59,14 @@ def test_eval_stage_writes_the_fusion_row(rerank_run, tmp_path, monkeypatch):
     table = (rerank_run.path / "eval" / "results.md").read_text()
     assert table.count(f"on 4 of the {N_USERS} test lists") == 1, "the fusion rows share the LLM rows' table"
     assert f"{SAME_LISTS_ROW}, {row}, {llm_row} on 4 of" in table
-    assert f"| {row} |" in table and f"fitted on 5 of the {N_USERS} val lists" in table
+    assert f"| {row} |" in table and f"fitted on all {N_USERS} val lists, 5 of them scored by the LLM" in table
 
     fusion_dir = rerank_run.path / "eval" / "fusion"
     val = json.loads((fusion_dir / "val_scores.json").read_text())
     assert val["model"] == folder and val["row"] == llm_row and len(val["scores"]) == 5
     meta = json.loads((fusion_dir / "model" / "meta.json").read_text())
     assert meta["feature_names"][-len(LLM_FEATURE_NAMES):] == list(LLM_FEATURE_NAMES)
-    assert meta["fit_info"]["n_lists"] == 5 and set(LLM_FEATURE_NAMES) <= set(
+    assert meta["fit_info"]["n_lists"] == N_USERS and set(LLM_FEATURE_NAMES) <= set(
         json.loads((fusion_dir / "importances.json").read_text()))
 
     # re-rendering the table (gr2 eval rerank does) refits the row from the saved scores: nothing re-scored
@@ -74,3 +74,16 @@ def test_eval_stage_writes_the_fusion_row(rerank_run, tmp_path, monkeypatch):
     assert len(scored) == 9 and again[row] == round(results["subsets"][row]["systems"][row]["metrics"]["N@5"], 4)
     off = run_eval(rerank_run, dataclasses.replace(cfg, fusion_val_lists=0), llm_rows_too=False)
     assert row not in off and SAME_LISTS_ROW not in off and llm_row in off
+
+
+def test_unscored_val_lists_carry_missing_llm_scores():
+    import math
+
+    import pandas as pd
+
+    from gr2.eval.fusion import with_missing_llm_scores
+
+    lists = pd.DataFrame({"example_id": ["val-0", "val-1"], "candidates": [[1, 2, 3], [4, 5, 6]]})
+    out = with_missing_llm_scores(lists, {"val-1": [0.5, -1.0, -2.0]})
+    assert out["llm_scores"][1] == [0.5, -1.0, -2.0]
+    assert len(out["llm_scores"][0]) == 3 and all(math.isnan(x) for x in out["llm_scores"][0])

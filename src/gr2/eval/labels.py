@@ -4,7 +4,9 @@ A run's SFT model is "SFT (rejection traces)" or "SFT (targeted traces)" (``trac
 model, started from that SFT model, is "GR2 (rejection → RL)", "targeted → RL", or with
 ``rl.reasoning=false`` "reasoning-free GR2" / "reasoning-free targeted → RL" (method.md §6-7, §9).
 The same holds for a variant trained inside the run (``variants/targeted/sft``, :mod:`gr2.variants`),
-so the paper's table reads the same whichever run is the base. Any other model keeps its own name.
+so the paper's table reads the same whichever run is the base. A student trained with the listwise
+objective (``sft.objective: listwise``, no traces) is "SFT (listwise)", and its RL model
+"listwise → RL" ("reasoning-free listwise → RL"). Any other model keeps its own name.
 """
 
 from __future__ import annotations
@@ -22,8 +24,11 @@ def model_label(run: RunDir, model: str) -> tuple[str, str | None]:
     stage = found[1]
     traces = (config.get("traces") or {}).get("mode", "rejection")
     rl = config.get("rl") or {}
+    listwise = (config.get("sft") or {}).get("objective") == "listwise"
     if stage == "sft":
-        return "SFT", f"{traces} traces"
+        return "SFT", "listwise" if listwise else f"{traces} traces"
+    if stage == "rl" and rl.get("init", "sft") == "sft" and listwise:
+        return ("listwise → RL" if rl.get("reasoning", True) else "reasoning-free listwise → RL"), None
     if stage == "rl" and rl.get("init", "sft") == "sft":
         trained = ("GR2", "rejection → RL") if traces == "rejection" else (f"{traces} → RL", None)
         if rl.get("reasoning", True):

@@ -158,12 +158,14 @@ def list_arrays(lists_df: pd.DataFrame) -> ListArrays:
 def llm_score_features(scores: np.ndarray) -> dict[str, np.ndarray]:
     """``LLM_FEATURE_NAMES`` of ``(n, K)`` LLM scores (candidates in pre-rank order, higher = better),
     each ``(n, K)``: the score (non-finite → NaN), its rank within the list (0 = best; ties keep the
-    pre-rank order, NaN ranks last) and the gap to the list's best score."""
+    pre-rank order) and the gap to the list's best score; all three NaN (missing, for LightGBM) where
+    the score is, so a list the LLM did not score carries no LLM feature at all."""
     s = np.asarray(scores, dtype=np.float64).copy()
     s[~np.isfinite(s)] = np.nan
     order = np.argsort(np.where(np.isnan(s), np.inf, -s), axis=1, kind="stable")
     rank = np.empty(s.shape, dtype=np.float64)
     np.put_along_axis(rank, order, np.broadcast_to(np.arange(s.shape[1], dtype=np.float64), s.shape), axis=1)
+    rank[np.isnan(s)] = np.nan
     best = np.max(np.where(np.isnan(s), -np.inf, s), axis=1, keepdims=True, initial=-np.inf)
     return {"llm_score": s, "llm_rank": rank, "llm_gap_best": best - s}
 
