@@ -244,6 +244,22 @@ def run_phase(model: Any, tokenizer: Any, train: pd.DataFrame | Dataset, args: A
     return trainer.model, info
 
 
+def train_and_save(trainer: Any, checkpoint: Path | None, lora: bool, tokenizer: Any, model_dir: Path
+                   ) -> tuple[Any, Any, float]:
+    """``trainer.train()`` (resuming from ``checkpoint``), then the trained model — LoRA merged when
+    ``lora`` — saved to ``model_dir``; returns ``(model, train output, seconds of training)``."""
+    import time
+
+    from gr2.runs import save_model
+
+    start = time.perf_counter()
+    result = trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint is not None else None)
+    seconds = time.perf_counter() - start
+    model = trainer.model.merge_and_unload() if lora else trainer.model
+    save_model(model, tokenizer, model_dir)
+    return model, result, seconds
+
+
 def start_training(model: Any, cfg: Any) -> str:
     """The set-up of an SFT-stage training run: seed, CPU threads, the device (the model is moved
     there) and ``cfg.train_top_layers``; returns the device."""

@@ -45,7 +45,7 @@ from gr2.prompts.render import (
     build_messages,
 )
 from gr2.rl.config import RLConfig
-from gr2.runs import RunDir, atomic_path, atomic_write_json, save_model
+from gr2.runs import RunDir, atomic_path, atomic_write_json
 
 if TYPE_CHECKING:
     from gr2.llm.constrained import RankingConstraint
@@ -173,7 +173,7 @@ def train_rl(model: Any, tokenizer: Any, rows: Sequence[Mapping[str, Any]], cfg:
     from torch.utils.tensorboard import SummaryWriter
     from transformers.integrations import TensorBoardCallback
 
-    from gr2.midtrain.train import latest_checkpoint, resolve_device
+    from gr2.midtrain.train import latest_checkpoint, resolve_device, train_and_save
     from gr2.rl.dapo import DAPOTrainer, RerankReward
 
     out_dir = Path(out_dir)
@@ -206,14 +206,8 @@ def train_rl(model: Any, tokenizer: Any, rows: Sequence[Mapping[str, Any]], cfg:
         _truncate_log(log_path, json.loads((ckpt / "trainer_state.json").read_text())["global_step"])
     elif log_path.exists():
         log_path.unlink()  # a fresh start: an old log would be misread as this run's
-    start = time.perf_counter()
-    result = trainer.train(resume_from_checkpoint=str(ckpt) if ckpt is not None else None)
-    seconds = time.perf_counter() - start
+    model, result, seconds = train_and_save(trainer, ckpt, cfg.lora, tokenizer, out_dir / "model")
     writer.close()
-    model = trainer.model
-    if cfg.lora:
-        model = model.merge_and_unload()
-    save_model(model, tokenizer, out_dir / "model")
     info = {
         "resumed_from": ckpt.name if ckpt is not None else None,
         "global_step": int(trainer.state.global_step),

@@ -27,7 +27,6 @@ from __future__ import annotations
 import dataclasses
 import logging
 import math
-import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -157,8 +156,7 @@ def train_listwise(model: Any, tokenizer: Any, examples: Sequence[ListwiseExampl
     from torch.utils.tensorboard import SummaryWriter
     from transformers.integrations import TensorBoardCallback
 
-    from gr2.midtrain.train import latest_checkpoint, start_training
-    from gr2.runs import save_model
+    from gr2.midtrain.train import latest_checkpoint, start_training, train_and_save
 
     if not examples:
         raise ValueError("no listwise training lists")
@@ -178,14 +176,8 @@ def train_listwise(model: Any, tokenizer: Any, examples: Sequence[ListwiseExampl
                               ce_weight=cfg.listwise_ce, distill_weight=cfg.listwise_distill,
                               temperature=cfg.listwise_temperature, pad_id=int(pad or 0))
     ckpt = latest_checkpoint(out_dir / "checkpoints")
-    t0 = time.perf_counter()
-    result = trainer.train(resume_from_checkpoint=str(ckpt) if ckpt is not None else None)
-    seconds = time.perf_counter() - t0
+    _, result, seconds = train_and_save(trainer, ckpt, cfg.lora, tokenizer, out_dir / "model")
     writer.close()
-    model = trainer.model
-    if cfg.lora:
-        model = model.merge_and_unload()
-    save_model(model, tokenizer, out_dir / "model")
     history = [h for h in trainer.state.log_history if "loss" in h]
     first, last = (history[0], history[-1]) if history else ({}, {})
     metrics: dict[str, Any] = {
