@@ -222,8 +222,9 @@ def _learning_curve(ctx: Context) -> str:
     if not points:
         return ""
     rows = [[p["step"], fmt(p["lists_seen"]), p.get("R@1"), p.get("N@5"), p.get("prerank_N@5")] for p in points]
-    return "\n".join([f"Learning curve ({source('sft/curve.jsonl')}): direct scoring of "
-                       f"{points[0].get('lists', '?')} validation lists, shown in the trained order.\n",
+    return "\n".join([source("sft/curve.jsonl"),
+                       f"Learning curve: direct scoring of {points[0].get('lists', '?')} validation lists, "
+                       "shown in the trained order, as training goes.\n",
                        table(["step", "lists seen", "val R@1", "val N@5", "pre-rank N@5 (same lists)"], rows),
                        ctx.image("sft_curve", "SFT learning curve")])
 
