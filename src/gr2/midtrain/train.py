@@ -275,8 +275,8 @@ def start_training(model: Any, cfg: Any) -> str:
 
 def train_top_layers(model: Any, n: int) -> None:
     """Freeze every parameter except those of the top ``n`` decoder layers and the final norm. Nothing
-    below the lowest trained layer then requires a gradient, so the backward pass stops there: on a
-    CPU, training the top quarter of the layers costs about half of a full step (docs/training.md)."""
+    below the lowest trained layer then requires a gradient, so the backward pass stops there
+    (``benchmarks/listwise_step_time.py`` measures the saving)."""
     layers = model.get_decoder().layers
     if not 1 <= n <= len(layers):
         raise ValueError(f"train_top_layers={n}: the model has {len(layers)} decoder layers")
