@@ -2,10 +2,11 @@
 # gpu_listwise.sh — the listwise student at GPU scale, on a run folder whose CPU stages (data, sid,
 # candidates) were made on a CPU machine with the medium profile:
 #
-#   (here)   gr2 run --dataset beauty --profile medium --out runs/beauty-medium --stages data sid candidates
-#            mkdir -p runs/gpu-listwise && cp -r runs/beauty-medium/{data,sid,candidates,manifest.json} runs/gpu-listwise/
+#   (here)   gr2 run --dataset beauty --profile medium --out runs/beauty-medium --stages data sid candidates traces
+#            mkdir -p runs/gpu-listwise && cp -r runs/beauty-medium/{data,sid,candidates,traces,manifest.json} runs/gpu-listwise/
+#            rm -rf runs/gpu-listwise/sid/cache     # the embedding cache is not needed and too big to carry
 #   (device, after `bash benchmarks/gpu_setup.sh install`, carry ["runs/gpu-listwise"]):
-#            bash benchmarks/gpu_listwise.sh runs/gpu-listwise 540
+#            bash benchmarks/gpu_listwise.sh runs/gpu-listwise 470
 #
 # Stages, each under what is left of the budget (seconds, 2nd argument): mid-training (40 + 400
 # steps x 32 examples), traces (the evidence teacher, CPU), listwise SFT of the whole model (300

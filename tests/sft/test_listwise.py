@@ -16,12 +16,25 @@ from eval.test_direct import brute_force_scores
 from eval.test_rerank import PROMPT, tiny_model_dir
 
 from gr2.eval.direct import rerank_lists_direct
-from gr2.llm.scoring import answer_separator, direct_prompt_ids, rank_by_scores, score_direct, sid_path
+from gr2.llm.scoring import (
+    answer_separator,
+    direct_prompt_ids,
+    rank_by_scores,
+    score_direct,
+    sid_path,
+)
 from gr2.prompts.items import load_item_texts
 from gr2.prompts.render import build_messages
+from gr2.report.artifacts import read_jsonl
 from gr2.sft.config import SFTConfig
-from gr2.sft.curve import curve_steps, read_curve
-from gr2.sft.listwise import ListwiseTrainer, encode_lists, listwise_args, listwise_loss, train_listwise
+from gr2.sft.curve import curve_steps
+from gr2.sft.listwise import (
+    ListwiseTrainer,
+    encode_lists,
+    listwise_args,
+    listwise_loss,
+    train_listwise,
+)
 from gr2.sft.stage import run_sft
 
 
@@ -153,7 +166,7 @@ def test_sft_stage_with_the_listwise_objective_writes_the_model_and_a_learning_c
                     curve_lists=3, curve_points=3, logging_steps=1)
     summary = run_sft(run, cfg)
     assert summary["objective"] == "listwise" and summary["examples"] == 4 and summary["steps"] == 4
-    curve = read_curve(run.path / "sft" / "curve.jsonl")
+    curve = read_jsonl(run.path / "sft" / "curve.jsonl")
     assert [p["step"] for p in curve] == [0, 2, 4]
     assert [p["lists_seen"] for p in curve] == [0, 4, 8]
     assert all(0 <= p["N@5"] <= 1 and 0 <= p["R@1"] <= 1 for p in curve)

@@ -32,7 +32,7 @@ content (category path, most general first; TF-IDF of "title + categories", rows
 LLM score (only with ``FeatureBuilder(llm_scores=True)``: the fusion row of the eval, ``LLM_FEATURE_NAMES``;
 read from the lists' ``llm_scores`` column, an LLM's score ``l`` of each candidate, higher = better)
     ``llm_score``      l_p (non-finite scores become NaN)
-    ``llm_rank``       rank of c by l within its list (0 = the LLM's best; ties and NaN: pre-rank order, NaN last)
+    ``llm_rank``       rank of c by l within its list (0 = the LLM's best; ties: pre-rank order; NaN where l is)
     ``llm_gap_best``   max(l) - l_p
 
 "Windowed" history = the last ``history_window`` items (all of them by default up to 50). Everything is

@@ -19,8 +19,9 @@ import pandas as pd
 from transformers import TrainerCallback
 
 from gr2.prompts.render import ItemText, PromptConfig
+from gr2.report.artifacts import read_jsonl
 
-__all__ = ["CurveCallback", "curve_steps", "read_curve", "val_metrics"]
+__all__ = ["CurveCallback", "curve_steps", "val_metrics"]
 
 
 def curve_steps(total: int, points: int) -> set[int]:
@@ -61,7 +62,7 @@ class CurveCallback(TrainerCallback):
         self.steps: set[int] = set()
 
     def _measure(self, model: Any, step: int) -> None:
-        if step in {p["step"] for p in read_curve(self.path)}:
+        if step in {p["step"] for p in read_jsonl(self.path)}:
             return  # measured before an interruption
         point = {"step": step, "lists_seen": step * self.lists_per_step,
                  **val_metrics(model, self.tokenizer, self.lists, self.items, self.prompt)}
@@ -78,10 +79,3 @@ class CurveCallback(TrainerCallback):
         if state.global_step in self.steps:
             self._measure(model, state.global_step)
 
-
-def read_curve(path: Path) -> list[dict[str, Any]]:
-    """The points of a ``curve.jsonl`` (empty when there is none)."""
-    path = Path(path)
-    if not path.is_file():
-        return []
-    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]

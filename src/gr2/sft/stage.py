@@ -22,7 +22,6 @@ import logging
 import shutil
 from typing import Any
 
-import pandas as pd
 
 from gr2.prompts.render import PromptConfig
 from gr2.runs import RunDir
@@ -40,22 +39,14 @@ def load_traces(run: RunDir) -> list[dict[str, Any]]:
         return [json.loads(line) for line in fh if line.strip()]
 
 
-def training_lists(run: RunDir, n: int | None, seed: int) -> pd.DataFrame:
-    """``candidates/train.parquet``, or a seeded sample of ``n`` of its lists (order kept)."""
-    lists = pd.read_parquet(run.file("candidates", "train.parquet"))
-    if n is not None and n < len(lists):
-        lists = lists.sample(n=n, random_state=seed).sort_index().reset_index(drop=True)
-    return lists
-
-
 def curve_callbacks(run: RunDir, cfg: SFTConfig, tokenizer: Any, items: Any, prompt: Any) -> list[Any]:
     """The learning-curve callback (``sft/curve.jsonl``) when ``cfg.curve_lists > 0``, else none."""
     if not cfg.curve_lists:
         return []
+    from gr2.eval.rerank import sample_lists
     from gr2.sft.curve import CurveCallback
 
-    lists = pd.read_parquet(run.file("candidates", "val.parquet"))
-    lists = lists.sample(n=min(cfg.curve_lists, len(lists)), random_state=cfg.seed).reset_index(drop=True)
+    lists = sample_lists(run, "val", cfg.curve_lists, cfg.seed)
     return [CurveCallback(run.stage_dir("sft") / "curve.jsonl", tokenizer, lists, items, prompt,
                           cfg.batch_size * cfg.grad_accum, cfg.curve_points)]
 
@@ -79,9 +70,10 @@ def run_sft(run: RunDir, cfg: SFTConfig) -> dict:
     callbacks = curve_callbacks(run, cfg, tok, items, prompt)
     meta = {"init": cfg.init, "init_path": source}
     if cfg.objective == "listwise":
+        from gr2.eval.rerank import sample_lists
         from gr2.sft.listwise import encode_lists, train_listwise
 
-        lists = training_lists(run, cfg.listwise_lists, cfg.seed)
+        lists = sample_lists(run, "train", cfg.listwise_lists, cfg.seed)
         examples = encode_lists(tok, lists, items, prompt, cfg.listwise_shuffle, cfg.seed)
         log.info("sft (listwise): %d training lists, init %s (%s)", len(examples), cfg.init, source)
         metrics = train_listwise(model, tok, examples, cfg, out, meta=meta, callbacks=callbacks)
