@@ -150,3 +150,26 @@ def test_bare_model_folder_needs_items_and_sids(run_dir: Path) -> None:
     with Reranker.load(run_dir / "midtrain" / "model", items=run_dir / "data" / "items.parquet",
                        sids=run_dir / "sid" / "sids.parquet") as rr:
         assert rr.rerank(HIST, CANDS).valid
+
+
+def test_a_position_prior_saved_with_the_model_is_added_in_the_order_shown(run_dir: Path, tmp_path: Path,
+                                                                            reranker: Reranker) -> None:
+    import dataclasses
+    import shutil
+
+    from gr2.llm.scoring import PositionPrior
+
+    folder = tmp_path / "model"
+    shutil.copytree(run_dir / "midtrain" / "model", folder)
+    steep = PositionPrior([-100.0 * j for j in range(len(CANDS))])
+    steep.save(folder)
+    files = dict(items=run_dir / "data" / "items.parquet", sids=run_dir / "sid" / "sids.parquet")
+    shown = dataclasses.replace(reranker.prompts["direct"], order="prerank")
+    with Reranker.load(folder, prompt=shown, **files) as rr:
+        assert rr.prior == steep
+        assert rr.rerank(HIST, CANDS).indices == list(range(len(CANDS)))  # the prior outweighs the model
+    # shown shuffled, the order says nothing: the model's own scores rank
+    shuffled = dataclasses.replace(shown, order="shuffled")
+    with Reranker.load(folder, prompt=shuffled, **files) as rr, \
+            Reranker.load(run_dir / "midtrain" / "model", prompt=shuffled, **files) as plain:
+        assert rr.rerank(HIST, CANDS).scores == pytest.approx(plain.rerank(HIST, CANDS).scores)

@@ -17,6 +17,7 @@ from eval.test_rerank import PROMPT, tiny_model_dir
 
 from gr2.eval.direct import rerank_lists_direct
 from gr2.llm.scoring import (
+    PositionPrior,
     answer_separator,
     direct_prompt_ids,
     rank_by_scores,
@@ -80,6 +81,15 @@ def test_the_loss_pushes_the_target_score_up_and_the_others_down():
     assert s.grad[2] < 0 and all(s.grad[i] > 0 for i in (0, 1, 3))
 
 
+def test_offsets_are_added_to_the_scores_before_the_softmax():
+    s, o = torch.tensor([0.0, 1.0, 2.0]), [2.0, 0.0, -1.0]
+    loss, parts = listwise_loss([s, s], [0, 0], [[0.0] * 3] * 2, offsets=[o, None])
+    with_prior = -torch.log_softmax(s + torch.tensor(o), -1)[0]
+    without = -torch.log_softmax(s, -1)[0]
+    assert loss.item() == pytest.approx((with_prior + without).item() / 2)
+    assert parts["top1"] == 0.5  # argmax of s + o is 0, of s alone is 2
+
+
 def test_empty_batch_is_an_error():
     with pytest.raises(ValueError, match="no lists"):
         listwise_loss([], [], [])
@@ -133,6 +143,16 @@ def test_shuffle_share_and_presentation(tiny):
     assert any(x.inputs.ids != y.inputs.ids for x, y in zip(a, b))
 
 
+def test_a_prior_gives_offsets_to_lists_shown_in_prerank_order_only(tiny):
+    run, _, _, tok = tiny
+    lists = pd.read_parquet(run.path / "candidates" / "test.parquet")
+    prior = PositionPrior.estimate(lists["labels"])
+    mixed = encode_lists(tok, lists, load_item_texts(run), PROMPT, shuffle=0.5, prior=prior)
+    assert {x.shuffled for x in mixed} == {True, False}
+    for x in mixed:
+        assert x.offsets == (None if x.shuffled else prior.offsets(list(range(len(x.inputs.paths)))))
+
+
 def test_a_list_without_exactly_one_positive_is_an_error(tiny):
     run, _, _, tok = tiny
     lists = pd.read_parquet(run.path / "candidates" / "test.parquet")
@@ -156,6 +176,38 @@ def test_training_lowers_the_loss_saves_the_model_and_resumes(tiny, tmp_path):
     assert again["resumed_from"] == "checkpoint-6"
 
 
+def test_the_prior_trained_with_is_saved_and_added_by_the_eval_in_prerank_order_only(tiny, tmp_path):
+    run, _, model, tok = tiny
+    lists = pd.read_parquet(run.path / "candidates" / "test.parquet")
+    items = load_item_texts(run)
+    prior = PositionPrior([0.0, -50.0, -100.0, -150.0, -200.0, -250.0][:len(lists["labels"].iloc[0])])
+    examples = encode_lists(tok, lists, items, PROMPT, shuffle=0.0, prior=prior)
+    cfg = SFTConfig(objective="listwise", steps=2, batch_size=2, logging_steps=1, save_steps=1,
+                    lr_warmup_ratio=0.0, keep_checkpoints=True)
+    metrics = train_listwise(model, tok, examples, cfg, tmp_path / "sft", prior=prior)
+    saved = PositionPrior.load(tmp_path / "sft" / "model")
+    assert saved.log_prior == prior.log_prior and saved.model_scale != 1.0  # the scale is learnt
+    assert metrics["position_prior"]["model_scale"] == pytest.approx(saved.model_scale, abs=1e-4)
+    # every checkpoint holds the scale reached there, and a resumed run starts from it
+    first = PositionPrior.load(tmp_path / "sft" / "checkpoints" / "checkpoint-1")
+    assert first.model_scale not in (1.0, saved.model_scale)
+    shutil.rmtree(tmp_path / "sft" / "checkpoints" / "checkpoint-2")
+    dataclasses.replace(first, model_scale=5.0).save(tmp_path / "sft" / "checkpoints" / "checkpoint-1")
+    again = train_listwise(model, tok, examples, cfg, tmp_path / "sft", prior=prior)
+    assert again["resumed_from"] == "checkpoint-1"
+    # one more step at SCALE_LR moves log(scale) by about 0.05
+    assert PositionPrior.load(tmp_path / "sft" / "model").model_scale == pytest.approx(5.0, rel=0.08)
+    shown = dataclasses.replace(PROMPT, reasoning=False, order="prerank")
+    # a prior this steep outweighs the model: the order shown comes back
+    k = len(prior.log_prior)
+    assert all(o.result.order == list(range(k))
+               for o in rerank_lists_direct(model, tok, lists, items, shown, prior=prior))
+    shuffled = dataclasses.replace(shown, order="shuffled")
+    plain = rerank_lists_direct(model, tok, lists, items, shuffled)
+    assert [o.scores for o in rerank_lists_direct(model, tok, lists, items, shuffled, prior=prior)] == \
+        [o.scores for o in plain]
+
+
 # -- the stage ---------------------------------------------------------------------------------------
 def test_sft_stage_with_the_listwise_objective_writes_the_model_and_a_learning_curve(tiny):
     run, folder, _, _ = tiny
@@ -163,8 +215,9 @@ def test_sft_stage_with_the_listwise_objective_writes_the_model_and_a_learning_c
     test.assign(split="train").to_parquet(run.path / "candidates" / "train.parquet", index=False)
     test.assign(split="val").to_parquet(run.path / "candidates" / "val.parquet", index=False)
     cfg = SFTConfig(objective="listwise", init=str(folder), steps=4, batch_size=2, listwise_lists=4,
-                    curve_lists=3, curve_points=3, logging_steps=1)
+                    curve_lists=3, curve_points=3, logging_steps=1, listwise_position_prior=True)
     summary = run_sft(run, cfg)
+    assert PositionPrior.load(run.path / "sft" / "model").log_prior == PositionPrior.estimate(test["labels"]).log_prior
     assert summary["objective"] == "listwise" and summary["examples"] == 4 and summary["steps"] == 4
     curve = read_jsonl(run.path / "sft" / "curve.jsonl")
     assert [p["step"] for p in curve] == [0, 2, 4]

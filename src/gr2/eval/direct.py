@@ -24,6 +24,7 @@ from tqdm.auto import tqdm
 from gr2.eval.rerank import RerankOutput
 from gr2.llm.scoring import (
     DirectEncoder,
+    PositionPrior,
     PrefixCache,
     common_prefix,
     rank_by_scores,
@@ -43,11 +44,15 @@ def rerank_lists_direct(
     prompt_cfg: PromptConfig | None = None,
     batch_size: int = 8,
     progress: bool = False,
+    prior: PositionPrior | None = None,
 ) -> list[RerankOutput]:
     """Direct-mode orders for every list of ``lists_df`` (columns ``example_id``, ``history``,
     ``candidates``), in row order. ``text`` of each output is the ranking as the JSON answer the
     model would have written; ``n_tokens`` is 0 (nothing is generated); ``scores`` are the candidates'
-    log-probabilities in pre-rank order (the eval's fusion row uses them as features)."""
+    log-probabilities in pre-rank order (the eval's fusion row uses them as features). A model trained
+    with a position ``prior`` (:meth:`PositionPrior.load` of its folder) gets it added when the
+    candidates are shown in the pre-ranker's order; shown shuffled, the order says nothing and the
+    model's own scores rank (the shuffled-order control measures the model's part alone)."""
     cfg = dataclasses.replace(prompt_cfg or PromptConfig(), reasoning=False)
     ids = [str(e) for e in lists_df["example_id"]]
     prompts = [build_messages(list(h), list(c), cfg, rng_key=e, items=items)
@@ -65,6 +70,8 @@ def rerank_lists_direct(
         bar.update(len(chunk))
     bar.close()
 
+    if prior is not None and cfg.order == "prerank":
+        scores = [prior.add(s, p.presented) for s, p in zip(scores, prompts)]
     outputs = []
     for e, p, s in zip(ids, prompts, scores):
         order = rank_by_scores(s)

@@ -250,8 +250,10 @@ def rerank_system(
     log.info("rerank eval: %s as %r (%s) on %d %s lists", model, name, mode, len(lists), split)
     if mode == "direct":
         from gr2.eval.direct import rerank_lists_direct
+        from gr2.llm.scoring import PositionPrior
 
-        outputs = rerank_lists_direct(llm, tokenizer, lists, items, prompt, batch_size, progress=True)
+        outputs = rerank_lists_direct(llm, tokenizer, lists, items, prompt, batch_size, progress=True,
+                                      prior=PositionPrior.load(model_source(run, model)))
         params = None
     else:
         outputs = rerank_lists(llm, tokenizer, lists, items, prompt, params, batch_size, progress=True)

@@ -27,9 +27,11 @@ change with the weights.
 from __future__ import annotations
 
 import inspect
+import json
 import math
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -37,6 +39,7 @@ import torch
 __all__ = [
     "ANSWER_PREFIX",
     "DirectEncoder",
+    "PositionPrior",
     "PrefixCache",
     "ScoreInput",
     "answer_separator",
@@ -122,6 +125,66 @@ def rank_by_scores(scores: list[float]) -> list[int]:
     """Indices by decreasing score; a non-finite score ranks last; ties keep the lower index."""
     clean = [s if math.isfinite(s) else -math.inf for s in scores]
     return sorted(range(len(clean)), key=lambda i: (-clean[i], i))
+
+
+@dataclass
+class PositionPrior:
+    """What the order a list is shown in says on its own: ``log_prior[j]`` = log P(the true next item is
+    the candidate shown at position j), estimated from training lists shown in the pre-ranker's order.
+
+    A model trained with it (``sft.listwise_position_prior``) is scored as ``model_scale · its
+    log-probability + log_prior[shown position]`` wherever the candidates are shown in the
+    pre-ranker's order, so the language model only has to learn what the order does not already say
+    (logit adjustment: the listwise softmax fits the model's part as a residual over the order's
+    prior), and ``model_scale``, learnt with it, says how much the model's part is trusted. It is
+    saved as :data:`PositionPrior.FILE` in the model folder and read back by the eval and the server.
+    With ``model_scale`` 0 (or all model scores equal) a list is ranked exactly in the order shown.
+    """
+
+    log_prior: list[float]
+    model_scale: float = 1.0
+
+    FILE = "position_prior.json"
+
+    @classmethod
+    def estimate(cls, labels: Iterable[Sequence[float]], smoothing: float = 1.0) -> PositionPrior:
+        """From the labels of lists in pre-rank order (one positive each): the share of lists whose
+        positive sits at each position, Laplace-smoothed by ``smoothing`` so no position is impossible,
+        as log-probabilities (length: the longest list)."""
+        rows = [[float(x) for x in row] for row in labels]
+        if not rows:
+            raise ValueError("no lists to estimate a position prior from")
+        counts = [0.0] * max(len(r) for r in rows)
+        for row in rows:
+            counts[max(range(len(row)), key=lambda j: row[j])] += 1.0
+        total = sum(counts) + smoothing * len(counts)
+        return cls([math.log((c + smoothing) / total) for c in counts])
+
+    def offsets(self, presented: Sequence[int]) -> list[float]:
+        """Per candidate in pre-rank order, the prior of the position it is shown at (``presented[j]``
+        = pre-rank index of the j-th candidate shown); positions past the estimated length get the
+        last one's prior."""
+        out = [0.0] * len(presented)
+        for shown, prerank in enumerate(presented):
+            out[prerank] = self.log_prior[min(shown, len(self.log_prior) - 1)]
+        return out
+
+    def add(self, scores: Sequence[float], presented: Sequence[int]) -> list[float]:
+        """``model_scale · scores`` (pre-rank order) plus :meth:`offsets`."""
+        return [self.model_scale * float(s) + o for s, o in zip(scores, self.offsets(presented))]
+
+    def save(self, folder: str | Path) -> None:
+        Path(folder, self.FILE).write_text(json.dumps({"log_prior": self.log_prior, "model_scale": self.model_scale})
+                                           + "\n", encoding="utf-8")
+
+    @classmethod
+    def load(cls, folder: str | Path) -> PositionPrior | None:
+        """The prior saved in a model folder, or ``None`` when it was trained without one."""
+        path = Path(folder, cls.FILE)
+        if not path.is_file():
+            return None
+        raw = json.loads(path.read_text(encoding="utf-8"))
+        return cls([float(x) for x in raw["log_prior"]], float(raw.get("model_scale", 1.0)))
 
 
 class PrefixCache:

@@ -46,6 +46,7 @@ from typing import Any, Literal
 
 from gr2.llm.scoring import (
     DirectEncoder,
+    PositionPrior,
     PrefixCache,
     ScoreInput,
     common_prefix,
@@ -166,8 +167,9 @@ class Reranker:
     """
 
     def __init__(self, model: Any, tokenizer: Any, catalogue: Catalogue, prompt: PromptConfig | None = None,
-                 config: ServeConfig | None = None, name: str = "model") -> None:
+                 config: ServeConfig | None = None, name: str = "model", prior: PositionPrior | None = None) -> None:
         self.model, self.tokenizer, self.catalogue = model, tokenizer, catalogue
+        self.prior = prior
         self.config = config or ServeConfig()
         self.name = name
         base = prompt or PromptConfig(item_format="compact")
@@ -221,7 +223,7 @@ class Reranker:
             prompt = prompt or trained_prompt(src, stage)
         catalogue = Catalogue.from_files(items, sids, sid_tokenizer, embed_fn, config.max_new_items)
         model, tokenizer = load_model(model_dir, dtype=dtype, device=device)
-        return cls(model, tokenizer, catalogue, prompt, config, name)
+        return cls(model, tokenizer, catalogue, prompt, config, name, PositionPrior.load(model_dir))
 
     # -- prompts --------------------------------------------------------------------------------
     def _prompt(self, mode: str, history: Sequence[ItemText], cands: Sequence[ItemText]) -> tuple[RenderedPrompt, list[int]]:
@@ -345,6 +347,8 @@ class Reranker:
                                   self._pad)
             out = []
             for p, scores in zip(batch, scored):
+                if self.prior is not None and self.prompts["direct"].order == "prerank":
+                    scores = self.prior.add(scores, p.rendered.presented)
                 scores = [s if math.isfinite(s) else -math.inf for s in scores]
                 idx = rank_by_scores(scores)
                 out.append(self._result(p, idx, scores=[scores[i] for i in idx], reasoning=None, valid=True,

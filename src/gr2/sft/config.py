@@ -40,6 +40,11 @@ class SFTConfig(TrainingFields):
     """Share of training lists shown with the candidates in a shuffled order (seeded per list), the
     rest in the pre-ranker's order: a student that sees only the pre-rank order can learn to rank by
     position alone."""
+    listwise_position_prior: bool = False
+    """Add to each candidate's score the log-prior of the position it is shown at, estimated from the
+    training lists (:class:`gr2.llm.scoring.PositionPrior`), on lists shown in the pre-ranker's order
+    — in training, in the eval and in serving (saved with the model). The model then learns only what
+    the order does not already say; untrained, it ranks in the order shown."""
 
     train_top_layers: int | None = None
     """Train only the top N decoder layers (and the final norm; embeddings frozen), either objective:

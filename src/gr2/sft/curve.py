@@ -18,6 +18,7 @@ import numpy as np
 import pandas as pd
 from transformers import TrainerCallback
 
+from gr2.llm.scoring import PositionPrior
 from gr2.prompts.render import ItemText, PromptConfig
 from gr2.report.artifacts import read_jsonl
 
@@ -31,15 +32,16 @@ def curve_steps(total: int, points: int) -> set[int]:
 
 
 def val_metrics(model: Any, tokenizer: Any, lists: pd.DataFrame, items: Mapping[int, ItemText],
-                prompt: PromptConfig, batch_size: int = 8) -> dict[str, float]:
-    """Direct-mode ``R@1`` and ``N@5`` of ``model`` on ``lists`` (one positive label per list), the
-    pre-rank order's ``prerank_N@5`` on the same lists and their number ``lists``."""
+                prompt: PromptConfig, batch_size: int = 8, prior: PositionPrior | None = None) -> dict[str, float]:
+    """Direct-mode ``R@1`` and ``N@5`` of ``model`` on ``lists`` (one positive label per list; with the
+    model's position ``prior``, as the eval scores it), the pre-rank order's ``prerank_N@5`` on the
+    same lists and their number ``lists``."""
     from gr2.eval.direct import rerank_lists_direct
     from gr2.eval.metrics import labels_in_order, ndcg_at_k, recall_at_k
 
     was_training = model.training
     model.eval()
-    outs = rerank_lists_direct(model, tokenizer, lists, items, prompt, batch_size=batch_size)
+    outs = rerank_lists_direct(model, tokenizer, lists, items, prompt, batch_size=batch_size, prior=prior)
     if was_training:
         model.train()
     ranked = [labels_in_order(o.result.order, labels) for o, labels in zip(outs, lists["labels"])]
@@ -54,18 +56,19 @@ class CurveCallback(TrainerCallback):
     "R@1", "N@5"}`` lines to ``path``."""
 
     def __init__(self, path: Path, tokenizer: Any, lists: pd.DataFrame, items: Mapping[int, ItemText],
-                 prompt: PromptConfig, lists_per_step: int, points: int) -> None:
+                 prompt: PromptConfig, lists_per_step: int, points: int, prior: PositionPrior | None = None) -> None:
         self.path = Path(path)
         self.tokenizer, self.lists, self.items, self.prompt = tokenizer, lists, items, prompt
         self.lists_per_step = lists_per_step
         self.points = points
+        self.prior = prior
         self.steps: set[int] = set()
 
     def _measure(self, model: Any, step: int) -> None:
         if step in {p["step"] for p in read_jsonl(self.path)}:
             return  # measured before an interruption
         point = {"step": step, "lists_seen": step * self.lists_per_step,
-                 **val_metrics(model, self.tokenizer, self.lists, self.items, self.prompt)}
+                 **val_metrics(model, self.tokenizer, self.lists, self.items, self.prompt, prior=self.prior)}
         self.path.parent.mkdir(parents=True, exist_ok=True)
         with self.path.open("a", encoding="utf-8") as fh:
             fh.write(json.dumps(point) + "\n")

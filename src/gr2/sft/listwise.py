@@ -6,12 +6,18 @@ the prompt and the candidate trie). The trace SFT objective trains that score on
 through the tokens of a few hundred generated rankings. Here the same scores ``s_1..s_K`` of a
 training list are the logits of a softmax over the candidates, and the loss is
 
-    ``L = w_ce · CE(softmax(s), target) + w_distill · ListNet(softmax(teacher / T), softmax(s))``
+    ``L = w_ce · CE(softmax(a·s + o), target) + w_distill · ListNet(softmax(teacher / T), softmax(a·s + o))``
 
 per list, averaged over the batch: cross-entropy against the true next item (as LlamaRec trains its
 index-letter logits), plus an optional distillation of a teacher's whole order, where the teacher is
 the pre-ranker (the candidates' ``scores`` column, temperature ``T``). Both weights and ``T`` are
-fields of :class:`gr2.sft.config.SFTConfig`.
+fields of :class:`gr2.sft.config.SFTConfig`. ``o`` is zero and ``a`` one unless
+``listwise_position_prior`` is on: then a list shown in the pre-ranker's order adds to each candidate
+the log-prior of the position it is shown at (:class:`gr2.llm.scoring.PositionPrior`, estimated from
+all training lists and saved with the model), so the model learns only what the order does not
+already say; lists shown shuffled get no prior (their order says nothing). ``a`` (``model_scale``)
+is then learnt with the weights, in log space at its own step size (:data:`SCALE_LR`): a model whose
+scores do not yet predict the target is damped towards the order's prior instead of drowning it.
 
 Training lists come from ``candidates/train.parquet`` (every list has its target among the
 candidates). A share ``listwise_shuffle`` of them is shown in a shuffled order (seeded per list), the
@@ -35,9 +41,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import torch
-from transformers import Trainer
+from transformers import Trainer, TrainerCallback
 
-from gr2.llm.scoring import DirectEncoder, ScoreInput, direct_logprobs
+from gr2.llm.scoring import DirectEncoder, PositionPrior, ScoreInput, direct_logprobs
 from gr2.prompts.render import ItemText, PromptConfig, build_messages
 from gr2.runs import atomic_write_json
 from gr2.sft.config import SFTConfig
@@ -46,31 +52,43 @@ log = logging.getLogger(__name__)
 
 __all__ = ["ListwiseExample", "ListwiseTrainer", "encode_lists", "listwise_loss", "train_listwise"]
 
+SCALE_LR = 0.05
+"""Peak learning rate of ``log(model_scale)`` (one scalar; the weights' rate would hardly move it)."""
+
 
 @dataclass
 class ListwiseExample:
     """One training list as the model sees it: ``inputs`` (prompt ids + the K candidates' SID paths, in
     pre-rank order), ``target`` (pre-rank index of the true next item), ``teacher`` (the pre-ranker's
-    scores, pre-rank order) and whether it was shown shuffled."""
+    scores, pre-rank order), whether it was shown shuffled and ``offsets``: the position prior added
+    to each candidate's score (pre-rank order; ``None``: no prior)."""
 
     example_id: str
     inputs: ScoreInput
     target: int
     teacher: list[float]
     shuffled: bool
+    offsets: list[float] | None = None
 
 
 def listwise_loss(scores: Sequence[torch.Tensor], targets: Sequence[int], teachers: Sequence[Sequence[float]],
-                  ce_weight: float = 1.0, distill_weight: float = 0.0, temperature: float = 1.0
+                  ce_weight: float = 1.0, distill_weight: float = 0.0, temperature: float = 1.0,
+                  offsets: Sequence[Sequence[float] | None] | None = None, scale: torch.Tensor | None = None
                   ) -> tuple[torch.Tensor, dict[str, float]]:
     """Mean over lists of ``ce_weight · CE + distill_weight · ListNet`` (module docstring) and its parts
     as floats: ``ce``, ``distill`` (cross-entropy of the teacher's distribution, 0 when unused) and
-    ``top1`` (share of lists whose highest score is the target). Non-finite teacher scores (a seen
-    item padded into a short list) get no teacher mass."""
+    ``top1`` (share of lists whose highest score is the target). The scores are multiplied by
+    ``scale`` (a 0-d tensor, or ``None``) and ``offsets[i]`` (or ``None``) is added to list i's (the
+    position prior). Non-finite teacher scores (a seen item
+    padded into a short list) get no teacher mass."""
     if not scores:
         raise ValueError("no lists")
     ce_terms, distill_terms, hits = [], [], 0
-    for s, t, teacher in zip(scores, targets, teachers):
+    for s, t, teacher, o in zip(scores, targets, teachers, offsets or [None] * len(scores)):
+        if scale is not None:
+            s = scale * s
+        if o is not None:
+            s = s + torch.tensor(o, dtype=s.dtype, device=s.device)
         logp = torch.log_softmax(s, dim=-1)
         ce_terms.append(-logp[t])
         hits += int(int(torch.argmax(s.detach())) == t)
@@ -89,12 +107,13 @@ def listwise_loss(scores: Sequence[torch.Tensor], targets: Sequence[int], teache
 
 
 def encode_lists(tokenizer: Any, lists: pd.DataFrame, items: Mapping[int, ItemText], prompt: PromptConfig,
-                 shuffle: float = 0.5, seed: int = 0) -> list[ListwiseExample]:
+                 shuffle: float = 0.5, seed: int = 0, prior: PositionPrior | None = None) -> list[ListwiseExample]:
     """Every list of ``lists`` (columns ``example_id``, ``history``, ``candidates``, ``labels``, optional
     ``scores``) as a :class:`ListwiseExample`, rendered exactly as the eval's direct rows render a list
     (:func:`gr2.prompts.render.build_messages` with ``reasoning=False``, then
     :class:`gr2.llm.scoring.DirectEncoder`). A list is shown shuffled with probability ``shuffle``
-    (seeded); a list whose labels do not have exactly one positive is an error."""
+    (seeded); with a ``prior``, every list shown in pre-rank order carries its offsets. A list whose
+    labels do not have exactly one positive is an error."""
     base = dataclasses.replace(prompt, reasoning=False)
     views = {False: dataclasses.replace(base, order="prerank"), True: dataclasses.replace(base, order="shuffled")}
     encoder = DirectEncoder(tokenizer, base.sid_wrap)
@@ -112,12 +131,23 @@ def encode_lists(tokenizer: Any, lists: pd.DataFrame, items: Mapping[int, ItemTe
         k = len(rendered.candidate_sids)
         out.append(ListwiseExample(
             str(row.example_id), encoder.encode(rendered.messages, rendered.candidate_sids),
-            int(np.argmax(labels)), [0.0] * k if teacher is None else [float(x) for x in teacher], shuffled))
+            int(np.argmax(labels)), [0.0] * k if teacher is None else [float(x) for x in teacher], shuffled,
+            None if shuffled or prior is None else prior.offsets(rendered.presented)))
     return out
 
 
 def _collate(batch: list[ListwiseExample]) -> dict[str, Any]:
     return {"lists": batch}
+
+
+class _SavePrior(TrainerCallback):
+    """Writes the prior with the learnt scale into every checkpoint, so a resumed run continues from it."""
+
+    def __init__(self, trainer: ListwiseTrainer) -> None:
+        self.trainer = trainer
+
+    def on_save(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+        self.trainer.learnt_prior().save(Path(args.output_dir) / f"checkpoint-{state.global_step}")
 
 
 class ListwiseTrainer(Trainer):
@@ -126,17 +156,39 @@ class ListwiseTrainer(Trainer):
     averaged over the logging window."""
 
     def __init__(self, *args: Any, ce_weight: float, distill_weight: float, temperature: float,
-                 pad_id: int, **kwargs: Any) -> None:
+                 pad_id: int, prior: PositionPrior | None = None, **kwargs: Any) -> None:
         super().__init__(*args, data_collator=_collate, **kwargs)
         self.weights = dict(ce_weight=ce_weight, distill_weight=distill_weight, temperature=temperature)
         self.pad_id = pad_id
+        self.prior = prior
+        # log(model_scale), trained beside the model's weights when there is a prior
+        self.log_scale = None if prior is None else torch.nn.Parameter(torch.tensor(math.log(prior.model_scale)))
         self._window: dict[str, list[float]] = {}
+        if prior is not None:
+            self.add_callback(_SavePrior(self))
+
+    def learnt_prior(self) -> PositionPrior | None:
+        """The prior with the ``model_scale`` learnt so far (``None`` without a prior)."""
+        if self.prior is None:
+            return None
+        return dataclasses.replace(self.prior, model_scale=float(self.log_scale.detach().exp()))
+
+    def create_optimizer(self) -> Any:
+        optimizer = super().create_optimizer()
+        if self.log_scale is not None and not any(self.log_scale is p for g in optimizer.param_groups
+                                                  for p in g["params"]):
+            optimizer.add_param_group({"params": [self.log_scale], "lr": SCALE_LR, "weight_decay": 0.0})
+        return optimizer
 
     def compute_loss(self, model: Any, inputs: dict[str, Any], return_outputs: bool = False,
                      num_items_in_batch: Any = None) -> Any:
         lists: list[ListwiseExample] = inputs["lists"]
         scores = direct_logprobs(model, [x.inputs for x in lists], None, self.pad_id)
-        loss, parts = listwise_loss(scores, [x.target for x in lists], [x.teacher for x in lists], **self.weights)
+        scale = None if self.log_scale is None else self.log_scale.exp()
+        loss, parts = listwise_loss(scores, [x.target for x in lists], [x.teacher for x in lists], **self.weights,
+                                    offsets=[x.offsets for x in lists], scale=scale)
+        if scale is not None:
+            parts["model_scale"] = float(scale.detach())
         for key, value in parts.items():
             self._window.setdefault(key, []).append(value)
         return (loss, {"scores": scores}) if return_outputs else loss
@@ -149,10 +201,12 @@ class ListwiseTrainer(Trainer):
 
 
 def train_listwise(model: Any, tokenizer: Any, examples: Sequence[ListwiseExample], cfg: SFTConfig, out_dir: Path,
-                   meta: Mapping[str, Any] | None = None, callbacks: Sequence[Any] = ()) -> dict[str, Any]:
+                   meta: Mapping[str, Any] | None = None, callbacks: Sequence[Any] = (),
+                   prior: PositionPrior | None = None) -> dict[str, Any]:
     """Listwise training of ``model`` on ``examples`` (:func:`encode_lists`), usable without a run
     directory. Writes under ``out_dir`` like the trace SFT does: ``checkpoints/`` (a re-call resumes
-    from the latest), ``tb/``, ``model/`` (LoRA merged) and ``metrics.json``; returns the metrics."""
+    from the latest), ``tb/``, ``model/`` (LoRA merged; plus the ``prior`` the examples were encoded
+    with, which every later scoring of the model adds) and ``metrics.json``; returns the metrics."""
     from torch.utils.tensorboard import SummaryWriter
     from transformers.integrations import TensorBoardCallback
 
@@ -174,9 +228,14 @@ def train_listwise(model: Any, tokenizer: Any, examples: Sequence[ListwiseExampl
     trainer = ListwiseTrainer(model=model, args=args, train_dataset=list(examples), processing_class=tokenizer,
                               callbacks=[TensorBoardCallback(tb_writer=writer), *callbacks],
                               ce_weight=cfg.listwise_ce, distill_weight=cfg.listwise_distill,
-                              temperature=cfg.listwise_temperature, pad_id=int(pad or 0))
+                              temperature=cfg.listwise_temperature, pad_id=int(pad or 0), prior=prior)
     ckpt = latest_checkpoint(out_dir / "checkpoints")
+    if prior is not None and ckpt is not None and PositionPrior.load(ckpt) is not None:
+        trainer.log_scale.data.fill_(math.log(PositionPrior.load(ckpt).model_scale))
     _, result, seconds = train_and_save(trainer, ckpt, cfg.lora, tokenizer, out_dir / "model")
+    prior = trainer.learnt_prior()
+    if prior is not None:
+        prior.save(out_dir / "model")
     writer.close()
     history = [h for h in trainer.state.log_history if "loss" in h]
     first, last = (history[0], history[-1]) if history else ({}, {})
@@ -185,10 +244,12 @@ def train_listwise(model: Any, tokenizer: Any, examples: Sequence[ListwiseExampl
         "objective": "listwise",
         "device": device,
         "weights": {"ce": cfg.listwise_ce, "distill": cfg.listwise_distill, "temperature": cfg.listwise_temperature},
+        "position_prior": None if prior is None else {"log_prior": [round(x, 4) for x in prior.log_prior],
+                                                      "model_scale": round(prior.model_scale, 4)},
         "data": {"lists": len(examples), "shuffled": sum(x.shuffled for x in examples),
                  "lists_seen": int(trainer.state.global_step) * cfg.batch_size * cfg.grad_accum},
         "steps": int(trainer.state.global_step),
-        **{f"{k}_{end}": h.get(k) for k in ("loss", "ce", "distill", "top1") for end, h in
+        **{f"{k}_{end}": h.get(k) for k in ("loss", "ce", "distill", "top1", "model_scale") for end, h in
            (("start", first), ("end", last))},
         "train_loss_mean": round(float(result.training_loss), 4),
         "resumed_from": ckpt.name if ckpt is not None else None,

@@ -39,7 +39,8 @@ def load_traces(run: RunDir) -> list[dict[str, Any]]:
         return [json.loads(line) for line in fh if line.strip()]
 
 
-def curve_callbacks(run: RunDir, cfg: SFTConfig, tokenizer: Any, items: Any, prompt: Any) -> list[Any]:
+def curve_callbacks(run: RunDir, cfg: SFTConfig, tokenizer: Any, items: Any, prompt: Any,
+                    prior: Any = None) -> list[Any]:
     """The learning-curve callback (``sft/curve.jsonl``) when ``cfg.curve_lists > 0``, else none."""
     if not cfg.curve_lists:
         return []
@@ -48,7 +49,15 @@ def curve_callbacks(run: RunDir, cfg: SFTConfig, tokenizer: Any, items: Any, pro
 
     lists = sample_lists(run, "val", cfg.curve_lists, cfg.seed)
     return [CurveCallback(run.stage_dir("sft") / "curve.jsonl", tokenizer, lists, items, prompt,
-                          cfg.batch_size * cfg.grad_accum, cfg.curve_points)]
+                          cfg.batch_size * cfg.grad_accum, cfg.curve_points, prior)]
+
+
+def position_prior(run: RunDir) -> Any:
+    """The position prior of all of the run's training lists (:class:`gr2.llm.scoring.PositionPrior`)."""
+    from gr2.eval.stage import load_lists
+    from gr2.llm.scoring import PositionPrior
+
+    return PositionPrior.estimate(load_lists(run, "train")["labels"])
 
 
 def run_sft(run: RunDir, cfg: SFTConfig) -> dict:
@@ -67,16 +76,17 @@ def run_sft(run: RunDir, cfg: SFTConfig) -> dict:
         (out / "curve.jsonl").unlink(missing_ok=True)
     prompt = trained_prompt(run.path, "sft") or PromptConfig()
     items = load_item_texts(run) if cfg.objective == "listwise" or cfg.curve_lists else None
-    callbacks = curve_callbacks(run, cfg, tok, items, prompt)
+    prior = position_prior(run) if cfg.objective == "listwise" and cfg.listwise_position_prior else None
+    callbacks = curve_callbacks(run, cfg, tok, items, prompt, prior)
     meta = {"init": cfg.init, "init_path": source}
     if cfg.objective == "listwise":
         from gr2.eval.rerank import sample_lists
         from gr2.sft.listwise import encode_lists, train_listwise
 
         lists = sample_lists(run, "train", cfg.listwise_lists, cfg.seed)
-        examples = encode_lists(tok, lists, items, prompt, cfg.listwise_shuffle, cfg.seed)
+        examples = encode_lists(tok, lists, items, prompt, cfg.listwise_shuffle, cfg.seed, prior)
         log.info("sft (listwise): %d training lists, init %s (%s)", len(examples), cfg.init, source)
-        metrics = train_listwise(model, tok, examples, cfg, out, meta=meta, callbacks=callbacks)
+        metrics = train_listwise(model, tok, examples, cfg, out, meta=meta, callbacks=callbacks, prior=prior)
         data = metrics["data"]["lists"]
     else:
         from gr2.sft.train import train_sft
