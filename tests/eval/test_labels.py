@@ -59,3 +59,6 @@ def test_a_listwise_student_is_named_by_its_objective_not_by_traces(tmp_path, re
     (run.path / "manifest.json").write_text(json.dumps(manifest))
     assert model_label(run, "sft") == ("SFT", "listwise")
     assert model_label(run, "rl") == (rl, None)
+    manifest["config"]["sft"]["listwise_position_prior"] = True
+    (run.path / "manifest.json").write_text(json.dumps(manifest))
+    assert model_label(run, "sft") == ("SFT", "listwise + position prior")

@@ -139,6 +139,32 @@ def test_text_init_is_mean_of_pieces(tok):
         add_sid_tokens(model, tok, init="random")
 
 
+def test_catalogue_init_is_what_the_items_carrying_a_code_are_about(tok):
+    catalogue = [("<s_a_1><s_b_2>", "Neutrogena Hydro Boost moisturizer for dry skin"),
+                 ("<s_a_1><s_b_3>", "CeraVe Moisturizing Cream for dry skin"),
+                 ("<s_a_2><s_b_2>", "shampoo then conditioner then styling gel")]
+    model = make_model(len(tok))
+    old = model.get_input_embeddings().weight.detach().clone()
+    pieces = [tok(text, add_special_tokens=False)["input_ids"] for _, text in catalogue]
+    add_sid_tokens(model, tok, levels=2, codebook_size=4, init="catalogue", catalogue=catalogue)
+    weight = model.get_input_embeddings().weight.detach()
+    row = {t: weight[tok(t, add_special_tokens=False)["input_ids"][0]] for t in sid_tokens(2, 4)}
+    items = torch.stack([old[p].mean(0) for p in pieces])
+    centre, items_centre = old.mean(0), items.mean(0)
+    spread = (old - centre).norm(dim=1).median()
+    for token, members in (("<s_a_1>", [0, 1]), ("<s_a_2>", [2]), ("<s_b_2>", [0, 2]), ("<s_b_3>", [1])):
+        dev = items[members].mean(0) - items_centre
+        # the direction of the items' mean, at the spread of the existing rows, around their centre
+        assert torch.allclose(row[token], centre + dev * spread / dev.norm(), atol=1e-5)
+    # the skin-care code is closer to the skin-care item than to the shampoo
+    cos = torch.nn.functional.cosine_similarity
+    assert cos(row["<s_a_1>"] - centre, items[0] - items_centre, 0) > cos(row["<s_a_1>"] - centre, items[2] - items_centre, 0)
+    # a code no item carries starts at the mean (plus noise), as with init="mean"
+    assert (row["<s_a_3>"] - centre).norm() < 0.5 * spread
+    with pytest.raises(ValueError, match="catalogue"):
+        add_sid_tokens(make_model(len(make_tokenizer())), make_tokenizer(), init="catalogue")
+
+
 def test_idempotent_and_tied_stay_tied(tok):
     model = make_model(len(tok), tied=True)
     assert _is_tied(model)

@@ -5,8 +5,9 @@ model, started from that SFT model, is "GR2 (rejection → RL)", "targeted → R
 ``rl.reasoning=false`` "reasoning-free GR2" / "reasoning-free targeted → RL" (method.md §6-7, §9).
 The same holds for a variant trained inside the run (``variants/targeted/sft``, :mod:`gr2.variants`),
 so the paper's table reads the same whichever run is the base. A student trained with the listwise
-objective (``sft.objective: listwise``, no traces) is "SFT (listwise)", and its RL model
-"listwise → RL" ("reasoning-free listwise → RL"). Any other model keeps its own name.
+objective (``sft.objective: listwise``, no traces) is "SFT (listwise)" ("SFT (listwise + position
+prior)" with ``sft.listwise_position_prior``), and its RL model "listwise → RL" ("reasoning-free
+listwise → RL"). Any other model keeps its own name.
 """
 
 from __future__ import annotations
@@ -24,9 +25,12 @@ def model_label(run: RunDir, model: str) -> tuple[str, str | None]:
     stage = found[1]
     traces = (config.get("traces") or {}).get("mode", "rejection")
     rl = config.get("rl") or {}
-    listwise = (config.get("sft") or {}).get("objective") == "listwise"
+    sft_cfg = config.get("sft") or {}
+    listwise = sft_cfg.get("objective") == "listwise"
     if stage == "sft":
-        return "SFT", "listwise" if listwise else f"{traces} traces"
+        if listwise:
+            return "SFT", "listwise + position prior" if sft_cfg.get("listwise_position_prior") else "listwise"
+        return "SFT", f"{traces} traces"
     if stage == "rl" and rl.get("init", "sft") == "sft" and listwise:
         return ("listwise → RL" if rl.get("reasoning", True) else "reasoning-free listwise → RL"), None
     if stage == "rl" and rl.get("init", "sft") == "sft":

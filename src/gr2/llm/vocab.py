@@ -22,6 +22,14 @@ prediction"), ``init=``:
 * ``"text"``: the mean of the embeddings of the pieces the *original* tokenizer splits the token's text
   into (``"<s_a_97>"`` → ``<``, ``s``, ``_a``, ``_``, ``97``, ``>`` …), no noise: each token starts close
   to how the model read its spelling.
+* ``"catalogue"`` (needs ``catalogue``: each item's SID and text): each token starts as what the items
+  carrying it are about, in the model's own embedding space. An item's vector is the mean embedding of
+  its text's pieces (original tokenizer); a code's row is the mean over the items with that code at
+  that level, its deviation from the mean of all items' vectors rescaled to the median deviation of
+  the existing rows from their mean (averaging many items shrinks it towards the centre, where every
+  code would look alike). Tokens no item carries get ``"mean"``. With tied embeddings this is also
+  the output side: a context about hair care raises the logits of the codes of hair-care items
+  before any training.
 
 Untied output embeddings (``lm_head``) get the same treatment from their own rows (and a bias, if any,
 the mean of the existing bias); tied embeddings are resized together and stay tied. Rows are written
@@ -47,7 +55,7 @@ from gr2.sid.render import (
     sid_vocabulary,
 )
 
-INIT_METHODS = ("mean", "text")
+INIT_METHODS = ("mean", "text", "catalogue")
 _PIECE = re.compile(r"<\|sid_begin\|>|<\|sid_end\|>|<s_[a-z]_\d+>")
 
 
@@ -93,6 +101,25 @@ def _init_text(weight: torch.Tensor, ref_mask: torch.Tensor, rows: list[int], pi
         weight[row] = value.to(weight.dtype)
 
 
+@torch.no_grad()
+def _init_catalogue(weight: torch.Tensor, ref_mask: torch.Tensor, rows: list[tuple[int, str]],
+                    members: dict[str, list[int]], item_pieces: list[list[int]], noise_std: float,
+                    generator: torch.Generator) -> None:
+    ref = weight[ref_mask].to(torch.float32)
+    centre = ref.mean(0)
+    spread = float((ref - centre).norm(dim=1).median())
+    vectors = torch.stack([weight[torch.tensor(ids, dtype=torch.long)].to(torch.float32).mean(0) if ids else centre
+                           for ids in item_pieces])
+    items_centre = vectors.mean(0)
+    plain = [row for row, token in rows if not members.get(token)]
+    if plain:
+        _init_mean(weight, ref_mask, plain, noise_std, generator)
+    for row, token in rows:
+        if members.get(token):
+            dev = vectors[torch.tensor(members[token], dtype=torch.long)].mean(0) - items_centre
+            weight[row] = (centre + dev * (spread / max(float(dev.norm()), 1e-8))).to(weight.dtype)
+
+
 def add_sid_tokens(
     model: Any,
     tokenizer: Any,
@@ -101,15 +128,19 @@ def add_sid_tokens(
     init: str = "mean",
     noise_std: float = 0.1,
     seed: int = 0,
+    catalogue: Sequence[tuple[str, str]] | None = None,
 ) -> int:
     """Add the SID tokens to ``tokenizer``, grow ``model``'s embeddings and initialise the new rows.
 
     Returns the number of tokens added (0 when they are all already there: idempotent). See the module
-    docstring for ``init`` (``"mean"`` | ``"text"``), ``noise_std`` (relative to the per-dimension std
-    of the existing rows; ``"mean"`` only) and ``seed``.
+    docstring for ``init`` (``"mean"`` | ``"text"`` | ``"catalogue"``, which needs ``catalogue``:
+    ``(sid string, text)`` per item), ``noise_std`` (relative to the per-dimension std of the existing
+    rows; for the rows ``"mean"`` initialises) and ``seed``.
     """
     if init not in INIT_METHODS:
         raise ValueError(f"init must be one of {INIT_METHODS}, got {init!r}")
+    if init == "catalogue" and not catalogue:
+        raise ValueError("init='catalogue' needs the catalogue: (sid, text) for every item")
     tokens = sid_tokens(levels, codebook_size)
     vocab = tokenizer.get_vocab()
     missing = [t for t in tokens if t not in vocab]
@@ -117,6 +148,13 @@ def add_sid_tokens(
     pieces: dict[str, list[int]] = {}
     if init == "text":  # tokenise the spelling with the tokenizer as it was before
         pieces = {t: list(tokenizer(t, add_special_tokens=False)["input_ids"]) for t in missing}
+    members: dict[str, list[int]] = {}
+    item_pieces: list[list[int]] = []
+    if init == "catalogue":  # each item's text with the tokenizer as it was before; codes → items
+        for n, (sid, text) in enumerate(catalogue or ()):
+            item_pieces.append(list(tokenizer(str(text), add_special_tokens=False)["input_ids"]))
+            for level, code in enumerate(parse_sid(sid)):
+                members.setdefault(sid_token(level, code), []).append(n)
     if missing:
         tokenizer.add_tokens([_added_token(t) for t in missing])
     ids = [int(i) for i in tokenizer.convert_tokens_to_ids(tokens)]
@@ -152,6 +190,8 @@ def add_sid_tokens(
     for weight in weights:
         if init == "mean":
             _init_mean(weight.data, ref_mask, row_ids, noise_std, generator)
+        elif init == "catalogue":
+            _init_catalogue(weight.data, ref_mask, rows, members, item_pieces, noise_std, generator)
         else:
             _init_text(weight.data, ref_mask, row_ids, [pieces.get(t, []) for _, t in rows])
     bias = getattr(out, "bias", None) if out is not None else None

@@ -34,8 +34,11 @@ class MidtrainConfig(TrainingFields):
     codebook_size: int | None = None
     """Codes per level. ``None``: the ``sid`` stage's ``codebook_size`` from the manifest, else the
     largest code + 1."""
-    token_init: Literal["mean", "text"] = "mean"
-    """How new SID embedding rows start (``gr2.llm.vocab.add_sid_tokens``)."""
+    token_init: Literal["mean", "text", "catalogue"] = "mean"
+    """How new SID embedding rows start (``gr2.llm.vocab.add_sid_tokens``): ``mean`` of the existing
+    rows plus noise, ``text`` (the token's spelling), or ``catalogue``: each code as the mean embedding
+    of the titles and category paths of the items that carry it (the tokens mean something before
+    any training)."""
 
     # -- data -------------------------------------------------------------------------------
     mixture: dict[str, float] = field(default_factory=lambda: dict(ONEREC_THINK_MIXTURE))

@@ -37,13 +37,18 @@ log = logging.getLogger(__name__)
 OUTPUTS = ("midtrain/model/config.json", "midtrain/metrics.json")
 
 
-def _load_student(cfg: MidtrainConfig, folder, levels: int, codebook_size: int) -> tuple[Any, Any, int]:
+def _load_student(run: RunDir, cfg: MidtrainConfig, folder, levels: int, codebook_size: int) -> tuple[Any, Any, int]:
     from gr2.llm.registry import load
     from gr2.llm.vocab import add_sid_tokens
 
     model, tok = load(folder if folder is not None else cfg.model)
+    catalogue = None
+    if cfg.token_init == "catalogue" and folder is None:  # a warm-up checkpoint already has its rows
+        from gr2.prompts.items import load_item_texts
+
+        catalogue = [(it.sid, " | ".join([it.title, " > ".join(it.categories)])) for it in load_item_texts(run).values()]
     added = add_sid_tokens(model, tok, levels=levels, codebook_size=codebook_size, init=cfg.token_init,
-                           seed=cfg.seed)
+                           seed=cfg.seed, catalogue=catalogue)
     return model, tok, added
 
 
@@ -81,7 +86,7 @@ def run_midtrain(run: RunDir, cfg: MidtrainConfig) -> dict:
 
     warm_dir = out / "warmup_model"
     warm_done = (warm_dir / "config.json").exists()
-    model, tok, added = _load_student(cfg, warm_dir if warm_done else None, levels, codebook_size)
+    model, tok, added = _load_student(run, cfg, warm_dir if warm_done else None, levels, codebook_size)
     model.to(device)
     sid_ids = new_token_ids(tok, levels, codebook_size)
 

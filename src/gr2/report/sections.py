@@ -6,6 +6,7 @@ only when that file exists and writes "not run" otherwise."""
 from __future__ import annotations
 
 import datetime as dt
+import math
 import re
 from typing import Any
 
@@ -185,6 +186,14 @@ def _gate(ctx: Context) -> str:
     ])
 
 
+def _prior_text(prior: dict | None) -> str:
+    """``P(target at position 1..K)`` and the learnt scale of the model's part, or ``none``."""
+    if not prior:
+        return "none"
+    shares = ", ".join(f"{math.exp(x):.2f}" for x in prior["log_prior"])
+    return f"P(target at shown position) {shares}; model scale {prior['model_scale']}"
+
+
 def sft(ctx: Context) -> str:
     """``sft/metrics.json``: data, objective and weights, the loss parts at the first and last logged
     step; ``sft/curve.jsonl``: the learning curve."""
@@ -197,9 +206,11 @@ def sft(ctx: Context) -> str:
             "weights (cross-entropy / distillation, T)": f"{w.get('ce')} / {w.get('distill')}, {w.get('temperature')}",
             "training lists (shown shuffled)": f"{fmt(d.get('lists'))} ({fmt(d.get('shuffled'))})",
             "lists seen": fmt(d.get("lists_seen")), "steps": m.get("steps"),
+            "position prior (learnt model scale)": _prior_text(m.get("position_prior")),
             "mean training loss": m.get("train_loss_mean"), "seconds": secs(m.get("seconds")),
         })
-        keys = ("loss", "ce", "distill", "top1")
+        keys = ("loss", "ce", "distill", "top1", "model_scale") if m.get("position_prior") else \
+            ("loss", "ce", "distill", "top1")
     else:
         overview = kv_table({
             "initial model": m.get("init"),

@@ -251,6 +251,11 @@ def run_rl(run: RunDir, cfg: RLConfig) -> dict:
     rows = prompt_rows(lists, load_item_texts(run), tok, cfg.prompt_config)
     log.info("rl: %d lists (of %d) from %s, policy %s", len(rows), total, cfg.split, source)
     _, info = train_rl(model, tok, rows, cfg, out)
+    from gr2.llm.scoring import PositionPrior
+
+    prior = PositionPrior.load(source)
+    if prior is not None:  # direct scoring of the policy adds its initial model's position prior
+        prior.save(out / "model")
     lines = read_log(out / "log.jsonl")
     seconds = time.perf_counter() - t0
     metrics = {

@@ -16,8 +16,9 @@ fields of :class:`gr2.sft.config.SFTConfig`. ``o`` is zero and ``a`` one unless
 the log-prior of the position it is shown at (:class:`gr2.llm.scoring.PositionPrior`, estimated from
 all training lists and saved with the model), so the model learns only what the order does not
 already say; lists shown shuffled get no prior (their order says nothing). ``a`` (``model_scale``)
-is then learnt with the weights, in log space at its own step size (:data:`SCALE_LR`): a model whose
-scores do not yet predict the target is damped towards the order's prior instead of drowning it.
+is then learnt with the weights, in log space at its own step size (:data:`SCALE_LR`), from
+:data:`INITIAL_MODEL_SCALE`: a model whose scores do not yet predict the target stays damped towards
+the order's prior instead of drowning it.
 
 Training lists come from ``candidates/train.parquet`` (every list has its target among the
 candidates). A share ``listwise_shuffle`` of them is shown in a shuffled order (seeded per list), the
@@ -50,10 +51,16 @@ from gr2.sft.config import SFTConfig
 
 log = logging.getLogger(__name__)
 
-__all__ = ["ListwiseExample", "ListwiseTrainer", "encode_lists", "listwise_loss", "train_listwise"]
+__all__ = ["INITIAL_MODEL_SCALE", "ListwiseExample", "ListwiseTrainer", "encode_lists", "listwise_loss", "train_listwise"]
 
 SCALE_LR = 0.05
 """Peak learning rate of ``log(model_scale)`` (one scalar; the weights' rate would hardly move it)."""
+
+INITIAL_MODEL_SCALE = 0.01
+"""``model_scale`` at the start of training: an untrained model's path log-probabilities differ by
+several nats between candidates for reasons unrelated to the user (a damping of 0.2 still let them
+undo the order's prior: ``benchmarks/listwise_probe.py``), so the student starts at the order's prior
+and the scale grows (up to ~e^3 over 60 steps) only as far as the model's part earns it."""
 
 
 @dataclass

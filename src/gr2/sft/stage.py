@@ -53,11 +53,14 @@ def curve_callbacks(run: RunDir, cfg: SFTConfig, tokenizer: Any, items: Any, pro
 
 
 def position_prior(run: RunDir) -> Any:
-    """The position prior of all of the run's training lists (:class:`gr2.llm.scoring.PositionPrior`)."""
+    """The position prior of all of the run's training lists (:class:`gr2.llm.scoring.PositionPrior`),
+    with the model's part starting at :data:`gr2.sft.listwise.INITIAL_MODEL_SCALE`."""
     from gr2.eval.stage import load_lists
     from gr2.llm.scoring import PositionPrior
+    from gr2.sft.listwise import INITIAL_MODEL_SCALE
 
-    return PositionPrior.estimate(load_lists(run, "train")["labels"])
+    prior = PositionPrior.estimate(load_lists(run, "train")["labels"])
+    return PositionPrior(prior.log_prior, INITIAL_MODEL_SCALE)
 
 
 def run_sft(run: RunDir, cfg: SFTConfig) -> dict:
