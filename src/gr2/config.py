@@ -132,7 +132,12 @@ def _build(cls: type, raw: Any, where: str) -> Any:
     if unknown:
         raise ConfigError(f"{where}: unknown field(s) {unknown}; known: {sorted(names)}")
     kwargs = {name: _coerce(hints[name], value, f"{where}.{name}") for name, value in raw.items()}
-    return cls(**kwargs)
+    try:
+        return cls(**kwargs)
+    except ConfigError:
+        raise
+    except ValueError as exc:  # a range check of the section (gr2.checks): one line, no traceback
+        raise ConfigError(str(exc)) from None
 
 
 _EXPONENT_FLOAT = re.compile(r"[-+]?\d+(\.\d*)?[eE][-+]?\d+")

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from gr2.checks import at_least
+
 
 @dataclass
 class TrainingFields:
@@ -44,3 +46,15 @@ class TrainingFields:
     several times faster than 2 (docs/midtrain.md)."""
     seed: int = 0
     """Seeds the stage's sampling, initialisation and training."""
+
+    def training_checks(self) -> dict[str, bool]:
+        """Range checks of these shared fields, for the stage's ``__post_init__`` (:func:`gr2.checks.check`)."""
+        return {
+            f"lora_r must be >= 1, got {self.lora_r}": at_least(self.lora_r, 1),
+            f"lora_dropout must be in [0, 1), got {self.lora_dropout}":
+                at_least(self.lora_dropout, 0) and self.lora_dropout < 1,
+            f"save_steps must be >= 1, got {self.save_steps}": at_least(self.save_steps, 1),
+            f"save_total_limit must be >= 1, got {self.save_total_limit}": at_least(self.save_total_limit, 1),
+            f"logging_steps must be >= 1, got {self.logging_steps}": at_least(self.logging_steps, 1),
+            f"num_threads must be >= 1 or None, got {self.num_threads}": at_least(self.num_threads, 1, none_ok=True),
+        }

@@ -43,6 +43,47 @@ def test_bad_overrides_name_the_path(override, message):
         load_config(None, [override])
 
 
+@pytest.mark.parametrize(
+    "override, message",
+    [
+        ("rl.steps=-5", "rl: steps must be >= 1, got -5"),
+        ("rl.lr=0", "rl: lr must be > 0, got 0.0"),
+        ("midtrain.steps=0", "midtrain: steps must be >= 1, got 0"),
+        ("midtrain.lr_warmup_ratio=1.5", "midtrain: lr_warmup_ratio must be in \\[0, 1\\], got 1.5"),
+        ("sft.steps=-5", "sft: steps must be >= 1 or None, got -5"),
+        ("sft.batch_size=0", "sft: batch_size must be >= 1, got 0"),
+        ("sft.save_steps=0", "sft: save_steps must be >= 1, got 0"),
+        ("candidates.k=0", "candidates: k must be >= 1, got 0"),
+        ("candidates.k=-3", "candidates: k must be >= 1, got -3"),
+        ("sid.levels=0", "sid: levels must be >= 1, got 0"),
+        ("sid.codebook_size=1", "sid: codebook_size must be >= 2, got 1"),
+        ("eval.recall_ks=[0]", "eval: recall_ks must be >= 1 each"),
+        ("eval.ndcg_ks=[]", "eval: ndcg_ks must be >= 1 each \\(and not empty\\)"),
+        ("data.max_users=0", "data: max_users must be >= 1 or None, got 0"),
+        ("data.k_core=-1", "data: k_core must be >= 0, got -1"),
+        ("sid.lr=.nan", "sid: lr must be > 0, got nan"),
+    ],
+)
+def test_out_of_range_values_are_one_line_config_errors(override, message):
+    with pytest.raises(ConfigError, match=message) as info:
+        load_config(None, [override])
+    assert "\n" not in str(info.value)
+
+
+def test_every_profile_passes_the_range_checks():
+    for name in ("tiny", "quick", "medium", "full"):
+        load_config(profile_path(name))
+
+
+def test_the_command_line_answers_a_bad_value_with_one_line_and_exit_code_2(tmp_path, capsys):
+    from gr2.cli import main
+
+    assert main(["data", "--run-dir", str(tmp_path / "run"), "--set", "rl.steps=-5"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == "gr2: error: rl: steps must be >= 1, got -5"
+    assert not (tmp_path / "run").exists()  # nothing was written
+
+
 def test_unknown_profile_lists_the_available_ones():
     with pytest.raises(ConfigError, match="quick"):
         profile_path("nope")

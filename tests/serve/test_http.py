@@ -71,6 +71,20 @@ def test_validation_errors_are_422_with_a_precise_message(base_url: str, body: d
     assert any(d["loc"] == loc and text in d["msg"] for d in details), details
 
 
+@pytest.mark.parametrize("raw, loc", [
+    ('{"candidates": %s, "timeout_ms": NaN}', ["body", "timeout_ms"]),
+    ('{"candidates": %s, "timeout_ms": Infinity}', ["body", "timeout_ms"]),
+    ('{"candidates": %s, "history": [NaN]}', ["body", "history", 0]),
+])
+def test_non_finite_numbers_are_422_not_500(base_url: str, raw: str, loc: list) -> None:
+    import json
+
+    r = httpx.post(f"{base_url}/v1/rerank", content=raw % json.dumps(CANDS),
+                   headers={"content-type": "application/json"}, timeout=30)
+    assert r.status_code == 422, r.text
+    assert any(d["loc"][:len(loc)] == loc for d in r.json()["detail"]), r.text
+
+
 def test_oversized_body_is_413(base_url: str) -> None:
     r = _post(base_url, {"history": ["B000" * 100] * 3000, "candidates": CANDS})
     assert r.status_code == 413
@@ -171,3 +185,22 @@ def test_cli_parser_is_light_and_wires_the_command() -> None:
     add_serve_parser(parser.add_subparsers(dest="command"))
     args = parser.parse_args(["serve", "--run-dir", "runs/x", "--port", "0", "--no-prefix-cache"])
     assert args.handler is serve_command and args.host == "127.0.0.1" and args.no_prefix_cache and args.max_batch == 8
+
+
+@pytest.mark.parametrize("flags, message", [
+    (["--max-candidates", "0"], "max_candidates must be >= min_candidates (2), got 0"),
+    (["--timeout", "-1"], "default_timeout_s (--timeout) must be in (0,"),
+    (["--max-inflight", "0"], "max_inflight must be >= 1, got 0"),
+    (["--max-batch", "0"], "max_batch_direct must be >= 1, got 0"),
+])
+def test_bad_serve_flags_are_one_line_errors_with_exit_code_2(flags: list, message: str, capsys) -> None:
+    import argparse
+
+    from gr2.serve.cli import add_serve_parser
+
+    parser = argparse.ArgumentParser()
+    add_serve_parser(parser.add_subparsers(dest="command"))
+    args = parser.parse_args(["serve", "--run-dir", "runs/does-not-matter", *flags])
+    assert args.handler(args) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("gr2 serve: error: serve: ") and message in err and "\n" not in err

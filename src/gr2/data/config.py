@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from gr2.checks import at_least, check
+
 
 @dataclass
 class DataConfig:
@@ -31,3 +33,12 @@ class DataConfig:
     ``None`` keeps everyone."""
     seed: int = 0
     """Seed of the user sample."""
+
+    def __post_init__(self) -> None:
+        check("data", {
+            f"k_core must be >= 0, got {self.k_core}": at_least(self.k_core, 0),
+            f"max_history must be >= 1, got {self.max_history}": at_least(self.max_history, 1),
+            f"max_users must be >= 1 or None, got {self.max_users}": at_least(self.max_users, 1, none_ok=True),
+            f"min_rating must be a number or None, got {self.min_rating}":
+                at_least(self.min_rating, -float("inf"), none_ok=True),
+        })

@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from gr2.checks import at_least, check, each_at_least
+
 
 @dataclass
 class EvalConfig:
@@ -61,3 +63,15 @@ class EvalConfig:
     """Greedy-decoding budget per answer."""
     llm_batch_size: int = 8
     """Lists generated together."""
+
+    def __post_init__(self) -> None:
+        check("eval", {
+            f"recall_ks must be >= 1 each (and not empty), got {self.recall_ks}": each_at_least(self.recall_ks, 1),
+            f"ndcg_ks must be >= 1 each (and not empty), got {self.ndcg_ks}": each_at_least(self.ndcg_ks, 1),
+            f"random_seeds must be >= 1, got {self.random_seeds}": at_least(self.random_seeds, 1),
+            f"bootstrap must be >= 0, got {self.bootstrap}": at_least(self.bootstrap, 0),
+            f"llm_lists must be >= 1 or None, got {self.llm_lists}": at_least(self.llm_lists, 1, none_ok=True),
+            f"fusion_val_lists must be >= 0, got {self.fusion_val_lists}": at_least(self.fusion_val_lists, 0),
+            f"llm_max_new_tokens must be >= 1, got {self.llm_max_new_tokens}": at_least(self.llm_max_new_tokens, 1),
+            f"llm_batch_size must be >= 1, got {self.llm_batch_size}": at_least(self.llm_batch_size, 1),
+        })

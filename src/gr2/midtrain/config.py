@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
+from gr2.checks import at_least, check, in_unit_interval, positive
 from gr2.training_config import TrainingFields
 
 TASKS = ("persona", "sequential", "caption", "reverse_caption", "lm")
@@ -88,3 +89,22 @@ class MidtrainConfig(TrainingFields):
     """Gradient-accumulation steps."""
     eval_batch_size: int = 16
     """Examples per forward pass when measuring the per-task losses."""
+
+    def __post_init__(self) -> None:
+        check("midtrain", {
+            **self.training_checks(),
+            f"steps must be >= 1, got {self.steps}": at_least(self.steps, 1),
+            f"warmup_steps must be >= 0, got {self.warmup_steps}": at_least(self.warmup_steps, 0),
+            f"lr must be > 0, got {self.lr}": positive(self.lr),
+            f"warmup_lr must be > 0, got {self.warmup_lr}": positive(self.warmup_lr),
+            f"lr_warmup_ratio must be in [0, 1], got {self.lr_warmup_ratio}": in_unit_interval(self.lr_warmup_ratio),
+            f"batch_size must be >= 1, got {self.batch_size}": at_least(self.batch_size, 1),
+            f"grad_accum must be >= 1, got {self.grad_accum}": at_least(self.grad_accum, 1),
+            f"eval_batch_size must be >= 1, got {self.eval_batch_size}": at_least(self.eval_batch_size, 1),
+            f"n_examples must be >= 1, got {self.n_examples}": at_least(self.n_examples, 1),
+            f"eval_examples_per_task must be >= 0, got {self.eval_examples_per_task}":
+                at_least(self.eval_examples_per_task, 0),
+            f"max_seq_len must be >= 16, got {self.max_seq_len}": at_least(self.max_seq_len, 16),
+            f"levels must be >= 1 or None, got {self.levels}": at_least(self.levels, 1, none_ok=True),
+            f"codebook_size must be >= 1 or None, got {self.codebook_size}": at_least(self.codebook_size, 1, none_ok=True),
+        })

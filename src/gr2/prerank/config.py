@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from gr2.checks import at_least, check
+
 
 @dataclass
 class CandidatesConfig:
@@ -68,10 +70,14 @@ class CandidatesConfig:
 
     def __post_init__(self) -> None:
         checks = {
+            f"k must be >= 1, got {self.k}": at_least(self.k, 1),
+            f"n_train_examples must be >= 1 or None, got {self.n_train_examples}":
+                at_least(self.n_train_examples, 1, none_ok=True),
+            f"n_eval_examples must be >= 1 or None, got {self.n_eval_examples}":
+                at_least(self.n_eval_examples, 1, none_ok=True),
+            f"min_train_history must be >= 1, got {self.min_train_history}": at_least(self.min_train_history, 1),
             "train_positions_per_user must be >= 1 or None":
                 self.train_positions_per_user is None or self.train_positions_per_user >= 1,
             "train_folds must be >= 1": self.train_folds >= 1,
         }
-        bad = [msg for msg, ok in checks.items() if not ok]
-        if bad:
-            raise ValueError("candidates: " + "; ".join(bad))
+        check("candidates", checks)

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, get_args
 
+from gr2.checks import at_least, check, positive
 from gr2.prompts.render import PromptConfig
 from gr2.training_config import TrainingFields
 
@@ -120,6 +121,8 @@ class RLConfig(TrainingFields):
         if isinstance(self.prompt, dict):
             self.prompt = PromptConfig(**self.prompt)
         checks = {
+            **self.training_checks(),
+            f"lr must be > 0, got {self.lr}": positive(self.lr),
             f"reward must be one of {REWARD_NAMES}": self.reward in REWARD_NAMES,
             "alpha must be >= 0": self.alpha >= 0,
             "num_generations must be >= 2": self.num_generations >= 2,
@@ -130,8 +133,8 @@ class RLConfig(TrainingFields):
             "temperature must be > 0 (rollouts are sampled)": self.temperature > 0,
             "top_p must be in (0, 1]": 0 < self.top_p <= 1,
             "scale_rewards must be 'group' or 'none'": self.scale_rewards in ("group", "none"),
-            "steps must be >= 1": self.steps >= 1,
-            "batch_size must be >= 1": self.batch_size >= 1,
+            f"steps must be >= 1, got {self.steps}": at_least(self.steps, 1),
+            f"batch_size must be >= 1, got {self.batch_size}": at_least(self.batch_size, 1),
             "grad_accum must divide batch_size * num_generations":
                 self.grad_accum >= 1 and (self.batch_size * self.num_generations) % self.grad_accum == 0,
             "split must name at least one split": len(self.split) > 0,
@@ -139,9 +142,7 @@ class RLConfig(TrainingFields):
             "constrained rollouts need transformers' generate, not vLLM: set constrained=false with use_vllm "
             "(constrained is on by default when reasoning=false)": not (self.constrained_rollouts and self.use_vllm),
         }
-        bad = [msg for msg, ok in checks.items() if not ok]
-        if bad:
-            raise ValueError("rl: " + "; ".join(bad))
+        check("rl", checks)
 
     @property
     def constrained_rollouts(self) -> bool:

@@ -51,11 +51,12 @@ def serve_command(args: argparse.Namespace) -> int:
     """Run a parsed ``gr2 serve`` command (blocks until interrupted)."""
     from gr2.serve.http import serve
 
-    config = ServeConfig(max_inflight=args.max_inflight, max_batch_direct=args.max_batch,
-                         max_batch_reasoning=args.max_batch_reasoning, max_candidates=args.max_candidates,
-                         default_timeout_s=args.timeout, max_timeout_s=max(args.timeout, ServeConfig.max_timeout_s),
-                         max_new_tokens=args.max_new_tokens, prefix_cache=not args.no_prefix_cache)
     try:
+        config = ServeConfig(max_inflight=args.max_inflight, max_batch_direct=args.max_batch,
+                             max_batch_reasoning=args.max_batch_reasoning, max_candidates=args.max_candidates,
+                             default_timeout_s=args.timeout,
+                             max_timeout_s=max(args.timeout, ServeConfig.max_timeout_s),
+                             max_new_tokens=args.max_new_tokens, prefix_cache=not args.no_prefix_cache)
         serve(args.run_dir, args.host, args.port, stage=args.stage, config=config, threads=args.threads,
               log_level=args.log_level)
     except (FileNotFoundError, ValueError) as exc:

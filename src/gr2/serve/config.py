@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from gr2.checks import at_least, check, positive
+
 __all__ = ["ServeConfig"]
 
 
@@ -30,9 +32,14 @@ class ServeConfig:
     """Cold start: new items given SIDs per process at most."""
 
     def __post_init__(self) -> None:
-        if not 1 <= self.min_candidates <= self.max_candidates:
-            raise ValueError("need 1 <= min_candidates <= max_candidates")
-        if min(self.max_inflight, self.max_batch_direct, self.max_batch_reasoning, self.max_new_tokens) < 1:
-            raise ValueError("max_inflight, max_batch_* and max_new_tokens must be >= 1")
-        if not 0 < self.default_timeout_s <= self.max_timeout_s:
-            raise ValueError("need 0 < default_timeout_s <= max_timeout_s")
+        check("serve", {
+            f"min_candidates must be >= 1, got {self.min_candidates}": at_least(self.min_candidates, 1),
+            f"max_candidates must be >= min_candidates ({self.min_candidates}), got {self.max_candidates}":
+                at_least(self.max_candidates, max(self.min_candidates, 1)),
+            f"max_inflight must be >= 1, got {self.max_inflight}": at_least(self.max_inflight, 1),
+            f"max_batch_direct must be >= 1, got {self.max_batch_direct}": at_least(self.max_batch_direct, 1),
+            f"max_batch_reasoning must be >= 1, got {self.max_batch_reasoning}": at_least(self.max_batch_reasoning, 1),
+            f"max_new_tokens must be >= 1, got {self.max_new_tokens}": at_least(self.max_new_tokens, 1),
+            f"default_timeout_s (--timeout) must be in (0, max_timeout_s = {self.max_timeout_s}], got "
+            f"{self.default_timeout_s}": positive(self.default_timeout_s) and self.default_timeout_s <= self.max_timeout_s,
+        })

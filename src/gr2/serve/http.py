@@ -25,6 +25,7 @@ from typing import Annotated, Any, Literal
 
 from fastapi import FastAPI, HTTPException, Request
 from fastapi.concurrency import run_in_threadpool
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, PlainTextResponse
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -149,6 +150,13 @@ def create_app(reranker: Reranker, max_body_bytes: int = 1 << 20) -> FastAPI:
             response = await call_next(request)
         metrics.http.inc(request.url.path if request.url.path in _PATHS else "other", str(response.status_code))
         return response
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
+        # location, message and type of each problem; not the offending input, which may not even be
+        # valid JSON to send back (a NaN timeout_ms made the default 422 body fail to serialise: 500)
+        return JSONResponse({"detail": [{"loc": list(e.get("loc", ())), "msg": str(e.get("msg", "")),
+                                         "type": str(e.get("type", ""))} for e in exc.errors()]}, 422)
 
     @app.post("/v1/rerank", response_model=RerankResponse, responses={
         422: {"description": "Invalid request: one entry per problem, with its location."},

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
+from gr2.checks import at_least, check, in_unit_interval, positive
 from gr2.training_config import TrainingFields
 
 
@@ -83,6 +84,14 @@ class SFTConfig(TrainingFields):
 
     def __post_init__(self) -> None:
         checks = {
+            **self.training_checks(),
+            f"steps must be >= 1 or None, got {self.steps}": at_least(self.steps, 1, none_ok=True),
+            f"epochs must be > 0, got {self.epochs}": positive(self.epochs),
+            f"lr must be > 0, got {self.lr}": positive(self.lr),
+            f"lr_warmup_ratio must be in [0, 1], got {self.lr_warmup_ratio}": in_unit_interval(self.lr_warmup_ratio),
+            f"batch_size must be >= 1, got {self.batch_size}": at_least(self.batch_size, 1),
+            f"grad_accum must be >= 1, got {self.grad_accum}": at_least(self.grad_accum, 1),
+            f"max_seq_len must be >= 1, got {self.max_seq_len}": at_least(self.max_seq_len, 1),
             "listwise_lists must be >= 1 or None": self.listwise_lists is None or self.listwise_lists >= 1,
             "listwise_ce and listwise_distill must be >= 0, not both 0":
                 min(self.listwise_ce, self.listwise_distill) >= 0 and self.listwise_ce + self.listwise_distill > 0,
@@ -93,6 +102,4 @@ class SFTConfig(TrainingFields):
             "train_top_layers and lora exclude each other": not (self.train_top_layers and self.lora),
             "curve_points must be >= 2": self.curve_points >= 2,
         }
-        bad = [msg for msg, ok in checks.items() if not ok]
-        if bad:
-            raise ValueError("sft: " + "; ".join(bad))
+        check("sft", checks)

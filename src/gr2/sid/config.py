@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
+from gr2.checks import at_least, check, each_at_least, in_unit_interval, positive
+
 
 @dataclass
 class SidConfig:
@@ -109,3 +111,22 @@ class SidConfig:
     """Torch CPU threads (``None``: torch's default)."""
     progress: bool = True
     """Show tqdm progress bars (on a terminal)."""
+
+    def __post_init__(self) -> None:
+        check("sid", {
+            f"levels must be >= 1, got {self.levels}": at_least(self.levels, 1),
+            f"codebook_size must be >= 2, got {self.codebook_size}": at_least(self.codebook_size, 2),
+            f"random_last_levels must be in [0, levels], got {self.random_last_levels}":
+                at_least(self.random_last_levels, 0) and self.random_last_levels <= self.levels,
+            f"hidden_dims must be >= 1 each, got {self.hidden_dims}":
+                not self.hidden_dims or each_at_least(self.hidden_dims, 1),
+            f"latent_dim must be >= 1, got {self.latent_dim}": at_least(self.latent_dim, 1),
+            f"epochs must be >= 0, got {self.epochs}": at_least(self.epochs, 0),
+            f"batch_size must be >= 1, got {self.batch_size}": at_least(self.batch_size, 1),
+            f"embed_batch_size must be >= 1, got {self.embed_batch_size}": at_least(self.embed_batch_size, 1),
+            f"lr must be > 0, got {self.lr}": positive(self.lr),
+            f"ema_decay must be in [0, 1], got {self.ema_decay}": in_unit_interval(self.ema_decay),
+            f"max_description_chars must be >= 0, got {self.max_description_chars}":
+                at_least(self.max_description_chars, 0),
+            f"num_threads must be >= 1 or None, got {self.num_threads}": at_least(self.num_threads, 1, none_ok=True),
+        })

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from gr2.checks import check
+
 
 @dataclass
 class SlatesConfig:
@@ -38,9 +40,7 @@ class SlatesConfig:
                 and self.val_fraction + self.test_fraction < 1,
             "max_history must be >= 1": self.max_history >= 1,
         }
-        bad = [msg for msg, ok in checks.items() if not ok]
-        if bad:
-            raise ValueError("slates: " + "; ".join(bad))
+        check("slates", checks)
 
 
 @dataclass

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from gr2.checks import check
 from gr2.prompts.render import PromptConfig
 
 
@@ -104,9 +105,7 @@ class TracesConfig:
             "n_examples must be >= 1 or None": self.n_examples is None or self.n_examples >= 1,
             "gate_lists must be >= 0": self.gate_lists >= 0,
         }
-        bad = [msg for msg, ok in checks.items() if not ok]
-        if bad:
-            raise ValueError("traces: " + "; ".join(bad))
+        check("traces", checks)
         if self.mode not in ("rejection", "targeted"):
             raise ValueError(f"traces.mode must be 'rejection' or 'targeted', got {self.mode!r}")
         if self.accept not in ("top1", "top1_valid"):
