@@ -163,7 +163,7 @@ def test_a_position_prior_saved_with_the_model_is_added_in_the_order_shown(run_d
     shutil.copytree(run_dir / "midtrain" / "model", folder)
     steep = PositionPrior([-100.0 * j for j in range(len(CANDS))])
     steep.save(folder)
-    files = dict(items=run_dir / "data" / "items.parquet", sids=run_dir / "sid" / "sids.parquet")
+    files = {"items": run_dir / "data" / "items.parquet", "sids": run_dir / "sid" / "sids.parquet"}
     shown = dataclasses.replace(reranker.prompts["direct"], order="prerank")
     with Reranker.load(folder, prompt=shown, **files) as rr:
         assert rr.prior == steep
