@@ -84,6 +84,20 @@ def test_the_command_line_answers_a_bad_value_with_one_line_and_exit_code_2(tmp_
     assert not (tmp_path / "run").exists()  # nothing was written
 
 
+def test_a_key_given_twice_in_a_config_file_is_an_error_with_its_lines(tmp_path):
+    path = tmp_path / "my.yaml"
+    path.write_text("sft:\n  lr: 1.0e-4\n  steps: 10\n  lr: 2.0e-4\n")
+    with pytest.raises(ConfigError, match="my.yaml, line 4, column 3: .*key 'lr' appears twice \\(first at line 2\\)"):
+        load_config(path)
+    path.write_text("sft:\n  lr: 1.0e-4\nsft:\n  steps: 3\n")
+    with pytest.raises(ConfigError, match="line 3.*'sft' appears twice"):
+        load_config(path)
+    path.write_text("sft:\n  lr: [1,\n")
+    with pytest.raises(ConfigError, match="my.yaml, line 3, column 1: not valid YAML") as info:
+        load_config(path)
+    assert "\n" not in str(info.value)
+
+
 def test_unknown_profile_lists_the_available_ones():
     with pytest.raises(ConfigError, match="quick"):
         profile_path("nope")
