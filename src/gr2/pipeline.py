@@ -11,6 +11,7 @@ with the same fingerprints instead of recomputing them (:mod:`gr2.reuse`).
 from __future__ import annotations
 
 import importlib
+import os
 import logging
 import time
 from collections.abc import Callable, Sequence
@@ -41,6 +42,9 @@ class Stage:
     after: tuple[str, ...] = ()
     """Stages read only when present (e.g. the models the eval table scores): not required, but a
     stage that re-ran in the same call makes this one re-run too."""
+    resumes: tuple[str, ...] = ()
+    """Outputs the stage reads back when it resumes from a checkpoint (kept in place when it starts;
+    see :func:`set_aside`)."""
 
     def load(self) -> Callable[[RunDir, Any], dict[str, Any]]:
         module, _, attr = self.function.partition(":")
@@ -58,11 +62,11 @@ STAGES: tuple[Stage, ...] = (
     Stage("midtrain", "gr2.midtrain.stage:run_midtrain", "midtrain", ("data", "sid"),
           ("midtrain/model/config.json", "midtrain/metrics.json")),
     Stage("traces", "gr2.traces.stage:run_traces", "traces", ("data", "sid", "candidates"),
-          ("traces/samples.jsonl", "traces/accepted.jsonl", "traces/stats.json")),
+          ("traces/samples.jsonl", "traces/accepted.jsonl", "traces/stats.json"), resumes=("traces/samples.jsonl",)),
     Stage("sft", "gr2.sft.stage:run_sft", "sft", ("midtrain", "traces"),
           ("sft/model/config.json", "sft/metrics.json")),
     Stage("rl", "gr2.rl.stage:run_rl", "rl", ("sft",),
-          ("rl/model/config.json", "rl/metrics.json", "rl/log.jsonl")),
+          ("rl/model/config.json", "rl/metrics.json", "rl/log.jsonl"), resumes=("rl/log.jsonl",)),
     Stage("eval", "gr2.eval.stage:run_eval", "eval", ("data", "candidates"),
           ("eval/results.json", "eval/results.md"), after=("midtrain", "sft", "rl")),
 )
@@ -102,6 +106,25 @@ def fingerprint(cfg: RunConfig, stage: Stage) -> str:
     return cfg.fingerprint(*sections)
 
 
+STALE = ".stale"
+"""Suffix of an output set aside while its stage runs again (:func:`set_aside`)."""
+
+
+def _aside(run: RunDir, stage: Stage) -> list[Path]:
+    return [run.path / f"{rel}{STALE}" for rel in (*stage.outputs, "report.md") if rel not in stage.resumes]
+
+
+def set_aside(run: RunDir, stage: Stage) -> None:
+    """Before ``stage`` runs: its outputs from an earlier run (``eval/results.md``, ``sft/metrics.json``,
+    …, not those it resumes from) and the run's ``report.md`` are renamed to ``<name>.stale``, so a
+    stage killed half-way never leaves results that look current. They are deleted when the stage
+    finishes (its new outputs replace them)."""
+    for aside in _aside(run, stage):
+        current = aside.with_name(aside.name[:-len(STALE)])
+        if current.is_file():
+            os.replace(current, aside)
+
+
 def run_stage(run: RunDir, cfg: RunConfig, name: str, force: bool = False) -> dict[str, Any] | None:
     """Run one stage unless it is already complete for this config; returns its summary."""
     stage = get_stage(name, cfg)
@@ -117,6 +140,7 @@ def run_stage(run: RunDir, cfg: RunConfig, name: str, force: bool = False) -> di
         return None
     log.info("stage %s: running", name)
     release(run, name)  # a folder linked from another run: this run's outputs go to a folder of its own
+    set_aside(run, stage)
     run.mark_running(name, fp)
     start = time.perf_counter()
     try:
@@ -126,6 +150,8 @@ def run_stage(run: RunDir, cfg: RunConfig, name: str, force: bool = False) -> di
         raise
     seconds = time.perf_counter() - start
     run.mark_done(name, list(stage.outputs), seconds, summary)
+    for path in _aside(run, stage):
+        path.unlink(missing_ok=True)
     log.info("stage %s: done in %.1f s", name, seconds)
     if name == "eval":  # the results are in: the run's report.md gathers every stage's numbers
         from gr2.report import build_report

@@ -97,3 +97,38 @@ def test_every_command_has_help(command, capsys):
         main([command, "--help"])
     assert exit_.value.code == 0
     assert "--run-dir" in capsys.readouterr().out
+
+
+def test_a_stage_killed_half_way_leaves_no_results_that_look_current(generic_dir: Path, tmp_path: Path,
+                                                                      monkeypatch: pytest.MonkeyPatch):
+    import gr2.eval.stage
+
+    cfg = _cfg(generic_dir)
+    run = run_pipeline(tmp_path / "run", cfg, stages=STAGES)
+    before = (run.path / "eval/results.md").read_text()
+    assert (run.path / "report.md").exists()
+
+    def killed(run_dir, section):
+        (run_dir.path / "eval" / "half.json").write_text("{}")
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(gr2.eval.stage, "run_eval", killed)
+    with pytest.raises(KeyboardInterrupt):
+        run_pipeline(tmp_path / "run", cfg, stages=["eval"], force=["eval"])
+    for rel in ("eval/results.md", "eval/results.json", "report.md"):
+        assert not (run.path / rel).exists() and (run.path / f"{rel}.stale").exists()
+    assert (run.path / "eval/results.md.stale").read_text() == before
+    assert json.loads((run.path / "manifest.json").read_text())["stages"]["eval"]["status"] == "failed"
+
+    monkeypatch.undo()
+    run_pipeline(tmp_path / "run", cfg, stages=["eval"])
+    for rel in ("eval/results.md", "eval/results.json", "report.md"):
+        assert (run.path / rel).exists() and not (run.path / f"{rel}.stale").exists()
+
+
+def test_outputs_a_stage_resumes_from_stay_in_place():
+    from gr2.pipeline import STAGES as ALL
+
+    resumed = {s.name: s.resumes for s in ALL if s.resumes}
+    assert resumed == {"traces": ("traces/samples.jsonl",), "rl": ("rl/log.jsonl",)}
+    assert all(set(s.resumes) <= set(s.outputs) for s in ALL)
