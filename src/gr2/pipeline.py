@@ -11,8 +11,8 @@ with the same fingerprints instead of recomputing them (:mod:`gr2.reuse`).
 from __future__ import annotations
 
 import importlib
-import os
 import logging
+import os
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
