@@ -72,6 +72,14 @@ def test_k_core_iterates_to_a_fixed_point():
         (lambda d: pd.concat([d, d.iloc[[3]]]), "duplicate interaction"),
         (lambda d: d.assign(item_id=d.item_id.where(d.index != 5, "nope")), "'nope' is not in"),
         (lambda d: d.assign(timestamp=d.timestamp.astype(str).where(d.index != 2, "yesterday")), "yesterday"),
+        (lambda d: d.assign(timestamp=d.timestamp.astype(str).where(d.index != 2, "1e400")),
+         "row 4 (line): timestamp '1e400' is not a finite number"),
+        (lambda d: d.assign(user_id=d.user_id.astype(str).where(d.index != 3, "")),
+         "row 5 (line): user_id is missing or blank (1 row(s))"),
+        (lambda d: d.assign(item_id=d.item_id.astype(str).where(d.index != 3, "  ")),
+         "row 5 (line): item_id is missing or blank"),
+        (lambda d: d.drop(columns=["timestamp"]).assign(position=[i + 0.5 if i == 6 else i for i in range(len(d))]),
+         "row 8 (line): position '6.5' is not a whole number"),
     ],
 )
 def test_bad_interactions_name_file_and_row(generic_dir: Path, mutate, message):
@@ -80,6 +88,26 @@ def test_bad_interactions_name_file_and_row(generic_dir: Path, mutate, message):
     with pytest.raises(DataFormatError) as err:
         load_generic(generic_dir)
     assert message in str(err.value) and "interactions.csv" in str(err.value)
+
+
+def test_a_null_id_in_parquet_names_its_row(generic_dir: Path):
+    df = pd.read_csv(generic_dir / "interactions.csv")
+    df["user_id"] = df["user_id"].astype(object).where(df.index != 4, None)
+    df.to_parquet(generic_dir / "interactions.parquet", index=False)
+    (generic_dir / "interactions.csv").unlink()
+    with pytest.raises(DataFormatError, match=r"interactions.parquet: row 4: user_id is missing or blank"):
+        load_generic(generic_dir)
+
+
+def test_both_a_csv_and_a_parquet_file_is_an_error(generic_dir: Path):
+    pd.read_csv(generic_dir / "items.csv").to_parquet(generic_dir / "items.parquet", index=False)
+    with pytest.raises(DataFormatError, match="both items.parquet and items.csv exist"):
+        load_generic(generic_dir)
+
+
+def test_a_filter_that_leaves_no_user_says_which_one(generic_dir: Path):
+    with pytest.raises(DataFormatError, match=r"no user is left after filtering .*by the 50-core.*lower data.k_core"):
+        prepare(load_generic(generic_dir), DataConfig(k_core=50))
 
 
 def test_bad_row_number_is_the_csv_line(generic_dir: Path):

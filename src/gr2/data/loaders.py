@@ -214,17 +214,20 @@ def load_generic(folder: Path) -> RawData:
     _require_columns(inter, inter_path, INTERACTION_COLUMNS, extra_one_of=("timestamp", "position"))
     items_out = read_items_file(items_path)
 
-    out = pd.DataFrame({"raw_user_id": inter["user_id"].astype(str), "raw_item_id": inter["item_id"].astype(str)})
+    out = pd.DataFrame({"raw_user_id": _ids(inter["user_id"], inter_path, "user_id"),
+                        "raw_item_id": _ids(inter["item_id"], inter_path, "item_id")})
     if "timestamp" in inter:
         out["timestamp"] = _parse_timestamps(inter["timestamp"], str(inter_path))
     else:
         out["timestamp"] = np.nan
     if "position" in inter:
         pos = pd.to_numeric(inter["position"], errors="coerce")
-        if pos.isna().any():
-            row = int(np.flatnonzero(pos.isna().to_numpy())[0])
+        bad = pos.isna() | ~np.isfinite(pos.astype(float)) | (pos.astype(float) % 1 != 0)
+        if bad.any():
+            row = int(np.flatnonzero(bad.to_numpy())[0])
             raise DataFormatError(
-                f"{inter_path}: row {_row(inter_path, row)}: position {inter['position'].iloc[row]!r} is not a number"
+                f"{inter_path}: row {_row(inter_path, row)}: position {inter['position'].iloc[row]!r} is not a "
+                "whole number (positions order each user's interactions: 0, 1, 2, ...)"
             )
         out["position"] = pos.astype(np.int64)
     key = ["raw_user_id", "raw_item_id", "timestamp" if "timestamp" in inter else "position"]
@@ -275,11 +278,24 @@ def read_items_file(items_path: Path) -> pd.DataFrame:
 
 
 def _find(folder: Path, stem: str) -> Path:
-    for ext in (".parquet", ".csv"):
-        p = folder / f"{stem}{ext}"
-        if p.exists():
-            return p
-    raise DataFormatError(f"{folder}: no {stem}.parquet or {stem}.csv")
+    found = [folder / f"{stem}{ext}" for ext in (".parquet", ".csv") if (folder / f"{stem}{ext}").exists()]
+    if len(found) > 1:
+        raise DataFormatError(f"{folder}: both {stem}.parquet and {stem}.csv exist; keep the one to use")
+    if not found:
+        raise DataFormatError(f"{folder}: no {stem}.parquet or {stem}.csv")
+    return found[0]
+
+
+def _ids(values: pd.Series, path: Path, column: str) -> pd.Series:
+    """``values`` as id strings; a missing or blank id is an error naming its row (not a user or item
+    called "nan" or "")."""
+    text = values.astype(str)
+    bad = values.isna().to_numpy() | (text.str.strip() == "").to_numpy()
+    if bad.any():
+        row = int(np.flatnonzero(bad)[0])
+        raise DataFormatError(f"{path}: row {_row(path, row)}: {column} is missing or blank "
+                              f"({int(bad.sum())} row(s)); every interaction needs a {column}")
+    return text
 
 
 def _read_table(path: Path) -> pd.DataFrame:
@@ -327,6 +343,11 @@ def _parse_categories(value: object) -> list[str]:
 def _parse_timestamps(values: pd.Series, source: str) -> np.ndarray:
     """Numbers are taken as epoch seconds; other strings must be ISO dates."""
     numeric = pd.to_numeric(values, errors="coerce")
+    infinite = numeric.notna() & ~np.isfinite(numeric.astype(float))
+    if infinite.any():
+        row = int(np.flatnonzero(infinite.to_numpy())[0])
+        raise DataFormatError(f"{source}: row {_row(Path(source), row)}: timestamp {values.iloc[row]!r} is not a "
+                              "finite number of epoch seconds")
     if numeric.notna().all():
         return numeric.to_numpy(dtype=float)
     parsed = pd.to_datetime(values, errors="coerce", utc=True, format="ISO8601")

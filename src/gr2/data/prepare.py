@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 
 from gr2.data.config import DataConfig
-from gr2.data.loaders import RawData
+from gr2.data.loaders import DataFormatError, RawData
 
 log = logging.getLogger(__name__)
 
@@ -51,7 +51,7 @@ def prepare(raw: RawData, cfg: DataConfig) -> Prepared:
 
     if cfg.min_rating is not None:
         if raw.rating is None:
-            raise ValueError(f"data.min_rating is set but dataset {raw.name!r} has no ratings")
+            raise DataFormatError(f"data.min_rating is set but dataset {raw.name!r} has no ratings")
         keep = (raw.rating >= cfg.min_rating).to_numpy()
         filtering["removed_low_rating"] = int((~keep).sum())
         inter = inter[keep]
@@ -64,6 +64,12 @@ def prepare(raw: RawData, cfg: DataConfig) -> Prepared:
     too_short = inter["raw_user_id"].map(inter["raw_user_id"].value_counts()) < MIN_SEQUENCE
     filtering["removed_short_users_interactions"] = int(too_short.sum())
     inter = inter[~too_short]
+    if inter.empty:
+        raise DataFormatError(
+            f"dataset {raw.name!r}: no user is left after filtering ({filtering['raw_interactions']} interactions; "
+            f"{filtering.get('removed_low_rating', 0)} below data.min_rating, {filtering['removed_k_core']} removed "
+            f"by the {cfg.k_core}-core, {filtering['removed_short_users_interactions']} of users with fewer than "
+            f"{MIN_SEQUENCE} interactions): lower data.k_core or data.min_rating")
 
     if cfg.max_users is not None:
         users = inter["raw_user_id"].unique()
