@@ -110,6 +110,23 @@ def test_a_filter_that_leaves_no_user_says_which_one(generic_dir: Path):
         prepare(load_generic(generic_dir), DataConfig(k_core=50))
 
 
+def test_a_non_utf8_byte_far_into_the_file_is_located_in_the_whole_file(generic_dir: Path):
+    rows = "".join(f"i{n},Item number {n}\n" for n in range(20000))
+    data = ("item_id,title\n" + rows).encode("utf-8") + b"i-bad,caf\xe9\n"
+    (generic_dir / "items.csv").write_bytes(data)
+    at = data.index(b"\xe9")
+    line = data.count(b"\n", 0, at) + 1
+    with pytest.raises(DataFormatError, match=rf"not UTF-8 text \(byte {at}, line {line}: 0xe9\)"):
+        load_generic(generic_dir)
+
+
+def test_a_semicolon_delimited_file_gets_a_hint(generic_dir: Path):
+    path = generic_dir / "interactions.csv"
+    pd.read_csv(path).to_csv(path, index=False, sep=";")
+    with pytest.raises(DataFormatError, match="looks delimited by ';'"):
+        load_generic(generic_dir)
+
+
 def test_bad_row_number_is_the_csv_line(generic_dir: Path):
     path = generic_dir / "interactions.csv"
     df = pd.read_csv(path)

@@ -306,8 +306,8 @@ def _read_table(path: Path) -> pd.DataFrame:
             df = pd.read_parquet(path)
         else:
             df = pd.read_csv(path, dtype=str, keep_default_na=False, encoding="utf-8")
-    except UnicodeDecodeError as exc:
-        raise DataFormatError(f"{path}: not UTF-8 text (byte {exc.start}): save the file as UTF-8") from exc
+    except UnicodeDecodeError:
+        raise DataFormatError(f"{path}: not UTF-8 text ({_first_bad_byte(path)}): save the file as UTF-8") from None
     except (pd.errors.ParserError, pd.errors.EmptyDataError, OSError, ValueError) as exc:
         raise DataFormatError(f"{path}: cannot be read: {exc}") from exc
     if df.empty:
@@ -316,12 +316,26 @@ def _read_table(path: Path) -> pd.DataFrame:
     return df
 
 
+def _first_bad_byte(path: Path) -> str:
+    """Where the first byte that is not UTF-8 sits in the whole file (pandas reports an offset within
+    the chunk it was decoding)."""
+    data = path.read_bytes()
+    try:
+        data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = data.count(b"\n", 0, exc.start) + 1
+        return f"byte {exc.start}, line {line}: 0x{data[exc.start]:02x}"
+    return "unknown position"
+
+
 def _require_columns(df: pd.DataFrame, path: Path, required: tuple[str, ...], extra_one_of: tuple[str, ...] = ()) -> None:
     missing = [c for c in required if c not in df.columns]
     if extra_one_of and not any(c in df.columns for c in extra_one_of):
         missing.append(" or ".join(extra_one_of))
     if missing:
         hint = ""
+        if len(df.columns) == 1 and any(sep in str(df.columns[0]) for sep in ";\t|"):
+            hint = " (one column only: the file looks delimited by ';', tab or '|'; save it comma-separated)"
         for m in missing:
             close = [c for c in df.columns if c.lower().replace("-", "_").replace(" ", "_") == m]
             if close:
