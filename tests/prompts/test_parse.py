@@ -337,3 +337,22 @@ def test_property_any_k(k, data):
     recs = data.draw(st.lists(st.one_of(st.sampled_from(sids), st.integers(0, k + 2)), max_size=k + 3))
     presented = data.draw(st.permutations(list(range(k))))
     check(_parse(answer(recs), sids, list(presented), True), k)
+
+
+def test_single_quoted_parsing_reads_a_bounded_number_of_characters(monkeypatch):
+    """Python's literal parser is superlinear on nested input: a crafted answer of nested
+    single-quoted objects may hand it at most _LITERAL_BUDGET characters in all."""
+    import ast
+
+    from gr2.prompts import parse as parse_mod
+
+    read = []
+    real = ast.literal_eval
+    monkeypatch.setattr(parse_mod.ast, "literal_eval", lambda s: read.append(len(s)) or real(s))
+    crafted = "{'recommendations': [1, 2, {'y': 'a'}], 'z': " * 400 + "0" + "}" * 400
+    assert parse_output(crafted, SIDS[:3]).status == "wrong_format"
+    assert sum(read) <= parse_mod._LITERAL_BUDGET and max(read, default=0) <= parse_mod._LITERAL_MAX
+    # an ordinary single-quoted answer still parses
+    read.clear()
+    ok = parse_output("{'recommendations': ['%s', '%s', '%s']}" % tuple(SIDS[:3]), SIDS[:3])
+    assert ok.status == "ok" and read

@@ -35,6 +35,7 @@ Pure Python (no torch).
 from __future__ import annotations
 
 import ast
+import bisect
 import json
 import math
 import re
@@ -168,8 +169,17 @@ _TRAILING_COMMA = re.compile(r",\s*([\]}])")
 _CURLY = str.maketrans({"\u201c": '"', "\u201d": '"', "\u2018": "'", "\u2019": "'"})
 
 
-def _loads_lenient(s: str) -> Any:
-    """``json.loads`` with fallbacks; raises ``ValueError`` when nothing works."""
+_LITERAL_MAX = 8_000
+"""Longest block handed to ``ast.literal_eval`` (single-quoted objects); real answers are < 2,000."""
+_LITERAL_BUDGET = 32_000
+"""Characters ``ast.literal_eval`` may read per answer in all: Python's parser is superlinear on
+nested input (a crafted 18 KB answer of nested single-quoted objects took ~1 s before this cap,
+and the time grew ~quadratically with its length), so the whole parse stays linear in the answer."""
+
+
+def _loads_lenient(s: str, budget: list[int] | None = None) -> Any:
+    """``json.loads`` with fallbacks; raises ``ValueError`` when nothing works. ``budget`` (a
+    one-element list) is what ``ast.literal_eval`` may still read; it is decreased."""
     variants = [s]
     t = s.translate(_CURLY)
     if t != s:
@@ -182,7 +192,9 @@ def _loads_lenient(s: str) -> Any:
             return json.loads(v, strict=False)
         except Exception:  # noqa: BLE001 - RecursionError etc. on hostile input
             pass
-    if "'" in t and len(t) < 50_000:
+    budget = [_LITERAL_BUDGET] if budget is None else budget
+    if "'" in t and len(t) <= min(_LITERAL_MAX, budget[0]):
+        budget[0] -= len(t)
         try:
             return ast.literal_eval(t)  # single-quoted, Python-literal objects
         except Exception:  # noqa: BLE001
@@ -217,15 +229,22 @@ def _extract_object(text: str) -> dict[Any, Any] | None:
     """The answer object: among the balanced ``{...}`` blocks that parse and hold a
     ``recommendations`` key, the one ending last (the outermost on ties)."""
     low = text.lower()
-    if "recommend" not in low:
+    hits = [m.start() for m in re.finditer("recommend", low)]
+    if not hits:
         return None
+
+    def mentions(a: int, b: int) -> bool:  # "recommend" inside text[a:b], without slicing (O(log n))
+        i = bisect.bisect_left(hits, a)
+        return i < len(hits) and hits[i] + len("recommend") <= b
+
+    budget = [_LITERAL_BUDGET]
     for track in (True, False):
-        spans = [sp for sp in _object_spans(text, track) if "recommend" in low[sp[0]:sp[1]]]
+        spans = [sp for sp in _object_spans(text, track) if mentions(*sp)]
         # latest end first; on the same end the longer (outer) block first
         spans.sort(key=lambda sp: (-sp[1], sp[0]))
         for a, b in spans[:200]:
             try:
-                obj = _loads_lenient(text[a:b])
+                obj = _loads_lenient(text[a:b], budget)
             except ValueError:
                 continue
             found = _find_rec_dict(obj)
