@@ -90,6 +90,26 @@ def test_oversized_body_is_413(base_url: str) -> None:
     assert r.status_code == 413
 
 
+def test_a_chunked_body_past_the_limit_is_413(base_url: str) -> None:
+    import json
+
+    body = json.dumps({"history": ["B000" * 100] * 3000, "candidates": CANDS}).encode()
+
+    def chunks():  # no content-length: sent with transfer-encoding chunked
+        for i in range(0, len(body), 65536):
+            yield body[i:i + 65536]
+
+    r = httpx.post(f"{base_url}/v1/rerank", content=chunks(), headers={"content-type": "application/json"},
+                   timeout=30)
+    assert r.status_code == 413, r.text[:200]
+    assert "exceeds" in r.json()["detail"] and len(r.content) < 1000
+    # a small chunked request is still answered
+    small = json.dumps({"history": HIST, "candidates": CANDS}).encode()
+    r = httpx.post(f"{base_url}/v1/rerank", content=iter([small]), headers={"content-type": "application/json"},
+                   timeout=30)
+    assert r.status_code == 200, r.text
+
+
 def test_deadline_returns_the_input_order_flagged_fallback(base_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
     _slow_scoring(monkeypatch, 1.0)
     t0 = time.monotonic()

@@ -132,6 +132,43 @@ def _finite(x: float) -> float | None:
     return x if math.isfinite(x) else None
 
 
+class _BodyLimit:
+    """ASGI middleware: a request body that grows past ``max_bytes`` while it is read is answered 413.
+    The ``content-length`` check (``count`` in :func:`create_app`) cannot see a chunked body, which
+    has no length up front."""
+
+    def __init__(self, app: Any, max_bytes: int) -> None:
+        self.app, self.max_bytes = app, max_bytes
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        read, refused = 0, False
+
+        async def limited() -> Any:
+            nonlocal read, refused
+            message = await receive()
+            if message["type"] == "http.request" and not refused:
+                read += len(message.get("body", b""))
+                if read > self.max_bytes:  # answer now; the app then sees the client gone
+                    refused = True
+                    await JSONResponse({"detail": f"request body exceeds {self.max_bytes} bytes"}, 413)(
+                        scope, receive, send)
+                    return {"type": "http.disconnect"}
+            return message
+
+        async def guarded(message: Any) -> None:
+            if not refused:  # after the 413, whatever the app answers is dropped
+                await send(message)
+
+        try:
+            await self.app(scope, limited, guarded)
+        except Exception:
+            if not refused:
+                raise
+
+
 def create_app(reranker: Reranker, max_body_bytes: int = 1 << 20) -> FastAPI:
     """The FastAPI app serving ``reranker`` (which the caller owns and closes)."""
     app = FastAPI(title="gr2 re-ranker", version="1",
@@ -150,6 +187,8 @@ def create_app(reranker: Reranker, max_body_bytes: int = 1 << 20) -> FastAPI:
             response = await call_next(request)
         metrics.http.inc(request.url.path if request.url.path in _PATHS else "other", str(response.status_code))
         return response
+
+    app.add_middleware(_BodyLimit, max_bytes=max_body_bytes)
 
     @app.exception_handler(RequestValidationError)
     async def invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
