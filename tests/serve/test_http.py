@@ -8,6 +8,8 @@ from concurrent.futures import ThreadPoolExecutor
 
 import httpx
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from gr2.serve import reranker as reranker_mod
 from gr2.serve.http import create_app
@@ -224,3 +226,32 @@ def test_bad_serve_flags_are_one_line_errors_with_exit_code_2(flags: list, messa
     assert args.handler(args) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("gr2 serve: error: serve: ") and message in err and "\n" not in err
+
+
+_JSON = st.recursive(
+    st.one_of(st.none(), st.booleans(), st.integers(-10**12, 10**12), st.floats(allow_nan=True, allow_infinity=True),
+              st.text(max_size=8), st.sampled_from(CANDS + HIST)),
+    lambda inner: st.one_of(st.lists(inner, max_size=6), st.dictionaries(st.text(max_size=6), inner, max_size=4)),
+    max_leaves=20)
+_BODIES = st.one_of(
+    st.fixed_dictionaries({}, optional={"history": _JSON, "candidates": _JSON, "mode": _JSON, "timeout_ms": _JSON,
+                                        "extra": _JSON}),
+    st.fixed_dictionaries({"candidates": st.lists(st.sampled_from(CANDS + HIST + ["nope"]), max_size=8)},
+                          optional={"history": st.lists(st.sampled_from(CANDS + HIST), max_size=5),
+                                    "timeout_ms": st.one_of(st.integers(-5, 10**8), st.floats())}),
+    _JSON,
+)
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(body=_BODIES)
+def test_any_json_body_is_answered_without_a_server_error(base_url: str, body) -> None:
+    import json
+
+    r = httpx.post(f"{base_url}/v1/rerank", content=json.dumps(body), headers={"content-type": "application/json"},
+                   timeout=60)
+    assert r.status_code in (200, 413, 422, 503), (r.status_code, r.text[:300])
+    if r.status_code == 200:
+        assert sorted(r.json()["ranking"]) == sorted(body["candidates"])
+    else:
+        assert r.json()["detail"]
