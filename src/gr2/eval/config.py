@@ -51,8 +51,8 @@ class EvalConfig:
     """The fusion row "LambdaMART + <model> score" (:mod:`gr2.eval.fusion`): LambdaMART with the
     LambdaMART row's hyper-parameters, over its features plus an LLM's direct score of each candidate,
     its rank in the list and its gap to the list's best score. The LLM direct-scores a seeded sample of
-    this many validation lists (~1 s per list for the 135M model on 2 CPU cores) and the model is
-    fitted on that sample only (the other val lists have no LLM score); it is evaluated on the LLM rows'
+    this many validation lists (~1 s per list for the 135M model on 2 CPU cores); the model is fitted
+    on every val list, the unscored ones carrying the LLM features as missing; it is evaluated on the LLM rows'
     test lists (``llm_lists``, their scores reused from the model's direct row), next to the plain
     LambdaMART on the same lists. 0: no fusion row. Needs ``lambdamart``, the test split and
     ``direct`` in ``llm_modes``."""
