@@ -47,6 +47,14 @@ def test_n_train_examples_counts_kept_lists(generic_dir: Path, tmp_path: Path):
     assert report["splits"]["train"]["kept"] == 4 and report["splits"]["train"]["lists"] > 4
 
 
+def test_k_larger_than_the_catalogue_is_a_one_line_error(generic_dir: Path, tmp_path: Path, capsys):
+    args = ["--dataset", str(generic_dir), *sum((["--set", o] for o in TINY), [])]
+    assert main(["data", "--run-dir", str(tmp_path / "run"), *args]) == 0
+    assert main(["candidates", "--run-dir", str(tmp_path / "run"), *args, "--set", "candidates.k=5000"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert err.startswith("gr2: error: candidates: k=5000 is more than the catalogue's") and "items" in err
+
+
 def _tiny_llm_run(generic_dir: Path, tmp_path: Path) -> RunDir:
     """data stage + a hand-made SID table + a tiny 'mid-trained' model in midtrain/model."""
     cfg = load_config(None, TINY, base={"data": {"dataset": str(generic_dir)}})

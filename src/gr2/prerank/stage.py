@@ -200,6 +200,11 @@ def run_candidates(run: RunDir, cfg: CandidatesConfig) -> dict:
     split = load_split(run)
     stats = read_json(run.file("data", "stats.json"))
     n_items, max_history = stats["items"], stats.get("max_history", 50)
+    if cfg.k > n_items:
+        from gr2.config import ConfigError
+
+        raise ConfigError(f"candidates: k={cfg.k} is more than the catalogue's {n_items} items "
+                          f"({run.path / 'data' / 'stats.json'})")
     out = run.stage_dir("candidates")
     report: dict = {"prerank": cfg.prerank, "k": cfg.k, "exclude_seen": cfg.exclude_seen,
                     "keep_missed": cfg.keep_missed, "splits": {}}
