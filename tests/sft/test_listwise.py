@@ -200,8 +200,10 @@ def test_the_prior_trained_with_is_saved_and_added_by_the_eval_in_prerank_order_
     shown = dataclasses.replace(PROMPT, reasoning=False, order="prerank")
     # a prior this steep outweighs the model: the order shown comes back
     k = len(prior.log_prior)
-    assert all(o.result.order == list(range(k))
-               for o in rerank_lists_direct(model, tok, lists, items, shown, prior=prior))
+    with_prior = rerank_lists_direct(model, tok, lists, items, shown, prior=prior)
+    assert all(o.result.order == list(range(k)) for o in with_prior)
+    # the scores saved (the fusion row's features) stay the model's own
+    assert [o.scores for o in with_prior] == [o.scores for o in rerank_lists_direct(model, tok, lists, items, shown)]
     shuffled = dataclasses.replace(shown, order="shuffled")
     plain = rerank_lists_direct(model, tok, lists, items, shuffled)
     assert [o.scores for o in rerank_lists_direct(model, tok, lists, items, shuffled, prior=prior)] == \

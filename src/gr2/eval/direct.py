@@ -49,10 +49,11 @@ def rerank_lists_direct(
     """Direct-mode orders for every list of ``lists_df`` (columns ``example_id``, ``history``,
     ``candidates``), in row order. ``text`` of each output is the ranking as the JSON answer the
     model would have written; ``n_tokens`` is 0 (nothing is generated); ``scores`` are the candidates'
-    log-probabilities in pre-rank order (the eval's fusion row uses them as features). A model trained
-    with a position ``prior`` (:meth:`PositionPrior.load` of its folder) gets it added when the
-    candidates are shown in the pre-ranker's order; shown shuffled, the order says nothing and the
-    model's own scores rank (the shuffled-order control measures the model's part alone)."""
+    log-probabilities in pre-rank order, the model's own (the eval's fusion row uses them as features).
+    A model trained with a position ``prior`` (:meth:`PositionPrior.load` of its folder) ranks by
+    them plus the prior when the candidates are shown in the pre-ranker's order; shown shuffled, the
+    order says nothing and the model's own scores rank (the shuffled-order control measures the
+    model's part alone)."""
     cfg = dataclasses.replace(prompt_cfg or PromptConfig(), reasoning=False)
     ids = [str(e) for e in lists_df["example_id"]]
     prompts = [build_messages(list(h), list(c), cfg, rng_key=e, items=items)
@@ -70,11 +71,12 @@ def rerank_lists_direct(
         bar.update(len(chunk))
     bar.close()
 
+    ranked_by = scores
     if prior is not None and cfg.order == "prerank":
-        scores = [prior.add(s, p.presented) for s, p in zip(scores, prompts)]
+        ranked_by = [prior.add(s, p.presented) for s, p in zip(scores, prompts)]
     outputs = []
-    for e, p, s in zip(ids, prompts, scores):
-        order = rank_by_scores(s)
+    for e, p, s, r in zip(ids, prompts, scores, ranked_by):
+        order = rank_by_scores(r)
         ranking = [p.candidate_sids[i] for i in order]
         result = ParseResult(status="ok", explanation=None, raw_ranking=ranking, order=order,
                              repaired=list(order), presented=list(p.presented))

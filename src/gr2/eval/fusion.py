@@ -3,7 +3,8 @@
 "LambdaMART + <model> score" ("LambdaMART + GR2 score" for a run's RL model): the table's LambdaMART
 re-ranker, with the same hyper-parameters (:func:`gr2.eval.stage.fit_lambdamart`), over its features
 plus :data:`gr2.rerank.LLM_FEATURE_NAMES` — the LLM's direct score of each candidate (log-probability
-of writing its SID first, :mod:`gr2.eval.direct`), the candidate's rank by that score and its gap to the
+of writing its SID first, :mod:`gr2.eval.direct`; the model's own, without a position prior, which
+the trees' pre-rank features already carry), the candidate's rank by that score and its gap to the
 list's best score. Does the LLM add anything a feature model does not already know?
 
 Same protocol as the LambdaMART row (fitted on validation lists, evaluated on test lists), but the LLM
