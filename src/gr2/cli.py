@@ -38,7 +38,7 @@ DESCRIPTIONS = {
 
 def _add_config_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--config", type=Path, help="YAML config file (any stage's fields)")
-    p.add_argument("--profile", help="bundled profile: quick (~16 min on 2 CPU cores), medium (65-80 min), full or tiny (ignored with --config)")
+    p.add_argument("--profile", help="bundled profile: quick (~16 min on 2 CPU cores), medium (45-65 min), full or tiny (ignored with --config)")
     p.add_argument("--dataset", help="beauty, ml-1m, ml-100k or a folder in the generic format")
     p.add_argument("--slates", type=Path,
                    help="logged slates with graded labels (.parquet/.jsonl/.csv, docs/slates.md) instead of a "
