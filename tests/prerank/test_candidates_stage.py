@@ -48,7 +48,7 @@ def test_n_train_examples_counts_kept_lists(generic_dir: Path, tmp_path: Path):
 
 
 def test_k_larger_than_the_catalogue_is_a_one_line_error(generic_dir: Path, tmp_path: Path, capsys):
-    args = ["--dataset", str(generic_dir), *sum((["--set", o] for o in TINY), [])]
+    args = ["--dataset", str(generic_dir), *[x for o in TINY for x in ("--set", o)]]
     assert main(["data", "--run-dir", str(tmp_path / "run"), *args]) == 0
     assert main(["candidates", "--run-dir", str(tmp_path / "run"), *args, "--set", "candidates.k=5000"]) == 2
     err = capsys.readouterr().err.strip().splitlines()[-1]

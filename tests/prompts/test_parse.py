@@ -354,5 +354,5 @@ def test_single_quoted_parsing_reads_a_bounded_number_of_characters(monkeypatch)
     assert sum(read) <= parse_mod._LITERAL_BUDGET and max(read, default=0) <= parse_mod._LITERAL_MAX
     # an ordinary single-quoted answer still parses
     read.clear()
-    ok = parse_output("{'recommendations': ['%s', '%s', '%s']}" % tuple(SIDS[:3]), SIDS[:3])
+    ok = parse_output("{'recommendations': [" + ", ".join(f"'{s}'" for s in SIDS[:3]) + "]}", SIDS[:3])
     assert ok.raw_ranking == SIDS[:3] and read

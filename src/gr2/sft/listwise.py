@@ -86,8 +86,8 @@ def listwise_loss(scores: Sequence[torch.Tensor], targets: Sequence[int], teache
     as floats: ``ce``, ``distill`` (cross-entropy of the teacher's distribution, 0 when unused) and
     ``top1`` (share of lists whose highest score is the target). The scores are multiplied by
     ``scale`` (a 0-d tensor, or ``None``) and ``offsets[i]`` (or ``None``) is added to list i's (the
-    position prior). Non-finite teacher scores (a seen item
-    padded into a short list) get no teacher mass."""
+    position prior). Non-finite teacher scores (a seen item padded into a short list) get no
+    teacher mass."""
     if not scores:
         raise ValueError("no lists")
     ce_terms, distill_terms, hits = [], [], 0
@@ -191,7 +191,8 @@ class ListwiseTrainer(Trainer):
                      num_items_in_batch: Any = None) -> Any:
         lists: list[ListwiseExample] = inputs["lists"]
         scores = direct_logprobs(model, [x.inputs for x in lists], None, self.pad_id)
-        scale = None if self.log_scale is None else self.log_scale.exp()
+        # the scalar lives on the CPU; .to() keeps it on the graph wherever the scores are
+        scale = None if self.log_scale is None else self.log_scale.exp().to(scores[0].device)
         loss, parts = listwise_loss(scores, [x.target for x in lists], [x.teacher for x in lists], **self.weights,
                                     offsets=[x.offsets for x in lists], scale=scale)
         if scale is not None:
@@ -213,7 +214,8 @@ def train_listwise(model: Any, tokenizer: Any, examples: Sequence[ListwiseExampl
     """Listwise training of ``model`` on ``examples`` (:func:`encode_lists`), usable without a run
     directory. Writes under ``out_dir`` like the trace SFT does: ``checkpoints/`` (a re-call resumes
     from the latest), ``tb/``, ``model/`` (LoRA merged; plus the ``prior`` the examples were encoded
-    with, which every later scoring of the model adds) and ``metrics.json``; returns the metrics."""
+    with and its learnt scale, which every later scoring of the model adds) and ``metrics.json``;
+    returns the metrics."""
     from torch.utils.tensorboard import SummaryWriter
     from transformers.integrations import TensorBoardCallback
 
@@ -252,7 +254,7 @@ def train_listwise(model: Any, tokenizer: Any, examples: Sequence[ListwiseExampl
         "device": device,
         "weights": {"ce": cfg.listwise_ce, "distill": cfg.listwise_distill, "temperature": cfg.listwise_temperature},
         "position_prior": None if prior is None else {"log_prior": [round(x, 4) for x in prior.log_prior],
-                                                      "model_scale": round(prior.model_scale, 4)},
+                                                      "model_scale": round(prior.model_scale, 6)},
         "data": {"lists": len(examples), "shuffled": sum(x.shuffled for x in examples),
                  "lists_seen": int(trainer.state.global_step) * cfg.batch_size * cfg.grad_accum},
         "steps": int(trainer.state.global_step),
