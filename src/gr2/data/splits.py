@@ -4,6 +4,7 @@ the validation target, everything before is the training sequence."""
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 
 import pandas as pd
 
@@ -14,9 +15,10 @@ class Split:
 
     sequences: list[list[int]]
 
-    @property
+    @cached_property
     def train(self) -> list[list[int]]:
-        """Training sequences: everything but the last two items."""
+        """Training sequences: everything but the last two items (built once: callers index it per
+        user, e.g. once per training list)."""
         return [s[:-2] for s in self.sequences]
 
     def examples(self, split: str) -> list[tuple[int, list[int], int]]:

@@ -37,16 +37,21 @@ log = logging.getLogger(__name__)
 OUTPUTS = ("midtrain/model/config.json", "midtrain/metrics.json")
 
 
+def sid_catalogue(run: RunDir) -> list[tuple[str, str]]:
+    """``(SID, "title | category path")`` of every item: what ``token_init: catalogue`` starts the
+    SID token rows from (:func:`gr2.llm.vocab.add_sid_tokens`)."""
+    from gr2.prompts.items import load_item_texts
+
+    return [(it.sid, " | ".join([it.title, " > ".join(it.categories)])) for it in load_item_texts(run).values()]
+
+
 def _load_student(run: RunDir, cfg: MidtrainConfig, folder, levels: int, codebook_size: int) -> tuple[Any, Any, int]:
     from gr2.llm.registry import load
     from gr2.llm.vocab import add_sid_tokens
 
     model, tok = load(folder if folder is not None else cfg.model)
-    catalogue = None
-    if cfg.token_init == "catalogue" and folder is None:  # a warm-up checkpoint already has its rows
-        from gr2.prompts.items import load_item_texts
-
-        catalogue = [(it.sid, " | ".join([it.title, " > ".join(it.categories)])) for it in load_item_texts(run).values()]
+    # a warm-up checkpoint already has its rows
+    catalogue = sid_catalogue(run) if cfg.token_init == "catalogue" and folder is None else None
     added = add_sid_tokens(model, tok, levels=levels, codebook_size=codebook_size, init=cfg.token_init,
                            seed=cfg.seed, catalogue=catalogue)
     return model, tok, added

@@ -239,8 +239,9 @@ def train_listwise(model: Any, tokenizer: Any, examples: Sequence[ListwiseExampl
                               ce_weight=cfg.listwise_ce, distill_weight=cfg.listwise_distill,
                               temperature=cfg.listwise_temperature, pad_id=int(pad or 0), prior=prior)
     ckpt = latest_checkpoint(out_dir / "checkpoints")
-    if prior is not None and ckpt is not None and PositionPrior.load(ckpt) is not None:
-        trainer.log_scale.data.fill_(math.log(PositionPrior.load(ckpt).model_scale))
+    resumed = PositionPrior.load(ckpt) if prior is not None and ckpt is not None else None
+    if resumed is not None:
+        trainer.log_scale.data.fill_(math.log(resumed.model_scale))
     _, result, seconds = train_and_save(trainer, ckpt, cfg.lora, tokenizer, out_dir / "model")
     prior = trainer.learnt_prior()
     if prior is not None:

@@ -289,8 +289,7 @@ def newest_position_lists(lists: pd.DataFrame, split: Split) -> pd.DataFrame:
     ``position`` column are all kept (one list per user)."""
     if "position" not in lists:
         return lists
-    lengths = [max(len(s) - 2, 0) for s in split.sequences]  # len(Split.train[u]), without building it per list
-    newest = np.array([lengths[u] - 1 for u in lists["user_id"]], dtype=np.int64)
+    newest = np.array([len(split.train[u]) - 1 for u in lists["user_id"]], dtype=np.int64)
     return lists[lists["position"].to_numpy() == newest].reset_index(drop=True)
 
 
