@@ -91,6 +91,28 @@ def test_every_stage_on_a_tiny_slice(tiny_run: tuple[RunDir, RunConfig]):
     assert {s: v["finished"] for s, v in again.items()} == finished
 
 
+PINNED = Path(__file__).with_name("tiny_eval_pinned.json")
+
+
+def eval_numbers(run_path: Path) -> dict[str, dict[str, float]]:
+    """Every row's point metrics in ``eval/results.json``: the systems, and each subset's systems."""
+    results = json.loads((run_path / "eval/results.json").read_text())
+    rows = {name: row["metrics"] for name, row in results["systems"].items()}
+    for subset, table in results.get("subsets", {}).items():
+        rows |= {f"{subset} / {name}": row["metrics"] for name, row in table["systems"].items()}
+    return dict(sorted(rows.items()))
+
+
+def test_the_tiny_run_gives_the_pinned_eval_numbers(tiny_run: tuple[RunDir, RunConfig]):
+    """Refactors move code, not results: the tiny run's table equals the one pinned when the layout changed
+    (regenerate the file only for a change meant to move the numbers, and say why in the commit)."""
+    got = eval_numbers(tiny_run[0].path)
+    pinned = json.loads(PINNED.read_text())
+    assert sorted(got) == sorted(pinned), json.dumps(got, indent=1)
+    for name, metrics in pinned.items():
+        assert got[name] == pytest.approx(metrics, abs=1e-6, nan_ok=True), (name, json.dumps(got, indent=1))
+
+
 def stage_files(run_path: Path) -> dict[str, int]:
     """``{path: mtime_ns}`` of every file the training stages wrote (what a variant must not touch)."""
     return {str(p.relative_to(run_path)): p.stat().st_mtime_ns
