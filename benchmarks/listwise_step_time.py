@@ -14,8 +14,8 @@ import torch
 
 from gr2.llm.registry import load
 from gr2.llm.scoring import ScoreInput, direct_logprobs
-from gr2.midtrain.train import train_top_layers
 from gr2.sft.listwise import listwise_loss
+from gr2.training.setup import train_top_layers
 
 
 def step(model, batch: list[ScoreInput]) -> tuple[float, float]:

@@ -59,7 +59,7 @@ def bench_trl(df, steps, bs, lr, max_len, out_dir, name, lora):
     from transformers import TrainerCallback
 
     from gr2.midtrain.config import MidtrainConfig
-    from gr2.midtrain.train import sft_args
+    from gr2.training.loop import sft_args
 
     model, tok = fresh_model(name, lora)
     times, tokens = [], []

@@ -2,7 +2,7 @@
 
     python benchmarks/sid_ablation.py [--run-dir runs/sid-beauty] [--seeds 0 1] [--epochs 5] [--threads 1]
 
-Runs ``gr2.sid.stage.run_ablation`` (RQ-VAE cells, plus RQ-KMeans with the random last level
+Runs ``gr2.sid.ablation.run_ablation`` (RQ-VAE cells, plus RQ-KMeans with the random last level
 off/on) and prints ``sid/ablation.md``. Reuses the embedding cache of ``benchmarks/sid_beauty.py``.
 """
 
@@ -30,7 +30,7 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=None)
     args = ap.parse_args()
     run = make_beauty_run(Path(args.run_dir))
-    from gr2.sid.stage import run_ablation
+    from gr2.sid.ablation import run_ablation
 
     t0 = time.perf_counter()
     run_ablation(run, SidConfig(progress=False, num_threads=args.threads), seeds=tuple(args.seeds),

@@ -19,8 +19,9 @@ import pandas as pd
 import torch
 
 from gr2.llm.generate import GenerationParams
+from gr2.prompts.chat import apply_chat_template
 from gr2.prompts.items import load_item_texts
-from gr2.prompts.render import PromptConfig, apply_chat_template
+from gr2.prompts.render import PromptConfig
 from gr2.runs import RunDir
 from gr2.traces.sampling import teacher_prompt
 from gr2.traces.stage import load_examples

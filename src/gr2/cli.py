@@ -12,7 +12,7 @@ import sys
 from pathlib import Path
 
 from gr2.config import ConfigError, load_config, profile_path
-from gr2.llm.registry import add_models_parser
+from gr2.llm.models_cli import add_models_parser
 from gr2.report.cli import add_report_parser
 from gr2.serve.cli import add_serve_parser
 from gr2.slates.cli import add_slates_parser
@@ -208,7 +208,7 @@ def main(argv: list[str] | None = None) -> int:
             run_pipeline(args.run_dir, cfg, stages=args.stages, force=args.force, reuse=args.reuse)
         elif args.command == "sid" and args.action == "ablate":
             from gr2.runs import RunDir
-            from gr2.sid.stage import run_ablation
+            from gr2.sid.ablation import run_ablation
 
             run_ablation(RunDir(args.run_dir), cfg.sid)
         elif args.command == "eval" and args.action == "retrieval":

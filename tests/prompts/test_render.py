@@ -6,12 +6,12 @@ import re
 
 import pytest
 
+from gr2.prompts.chat import apply_chat_template
 from gr2.prompts.parse import parse_output
 from gr2.prompts.render import (
     DOMAIN_PRIMING,
     ItemText,
     PromptConfig,
-    apply_chat_template,
     assistant_text,
     build_messages,
     presentation_order,

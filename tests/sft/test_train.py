@@ -10,11 +10,11 @@ import tiny_llm
 import torch
 from datasets import Dataset
 
-from gr2.midtrain.train import sft_args
 from gr2.runs import RunDir
 from gr2.sft.config import SFTConfig
 from gr2.sft.train import PARTS, WeightedSFTTrainer, encode_examples, train_sft
 from gr2.sft.weights import REASONING
+from gr2.training.loop import sft_args
 
 from .conftest import make_examples
 

@@ -15,13 +15,10 @@ from gr2.runs import RunDir
 from gr2.sid.render import render_sid
 from gr2.traces.evidence import (
     TEACHER_NAME,
-    Claim,
     EvidenceTeacher,
-    Facts,
     build_teacher,
-    evidence_sequences,
-    verify_claims,
 )
+from gr2.traces.facts import Claim, Facts, evidence_sequences, verify_claims
 
 K = 10
 SID_RUN = re.compile(r"(?:<s_[a-z]_\d+>)+")
@@ -272,7 +269,7 @@ def test_the_evidence_teacher_answers_only_lists_at_each_users_newest_training_p
     import pandas as pd
 
     from gr2.data.splits import Split
-    from gr2.traces.evidence import evidence_sequences, newest_position_lists
+    from gr2.traces.facts import evidence_sequences, newest_position_lists
 
     split = Split([[0, 1, 2, 3, 4, 5], [6, 7, 8, 9]])  # training sequences [0..3] and [6, 7]
     lists = pd.DataFrame({"example_id": ["train-0-3", "train-0-2", "train-1-1"], "user_id": [0, 0, 1],

@@ -221,7 +221,7 @@ def sample_lists(run: RunDir, split: str, n_lists: int | None, seed: int) -> pd.
 def load_model(run: RunDir, model: str, device: str = "auto") -> tuple[Any, Any]:
     """``(model, tokenizer)`` of ``model`` (:func:`gr2.runs.model_source`) on ``device``."""
     from gr2.llm.registry import load
-    from gr2.midtrain.train import resolve_device
+    from gr2.training.setup import resolve_device
 
     return load(model_source(run, model), device=resolve_device(device))
 

@@ -2,8 +2,9 @@
 
 Importing this package is light (no torch, no transformers): names are loaded on first use.
 
-* :mod:`gr2.llm.registry` — ``install``, ``resolve``, ``load``, ``list_models`` and the
-  ``gr2 models ...`` command (``add_models_parser``, ``models_command``).
+* :mod:`gr2.llm.registry` — the known models, ``resolve``, ``load``, ``list_models``.
+* :mod:`gr2.llm.installer` — ``install`` (fetch the GGUF parts, check, convert once), ``uninstall``.
+* :mod:`gr2.llm.models_cli` — the ``gr2 models ...`` command (``add_models_parser``, ``models_command``).
 * :mod:`gr2.llm.vocab` — ``sid_tokens``, ``add_sid_tokens``, ``sid_token_ids`` (imports torch).
 """
 
@@ -18,11 +19,11 @@ _EXPORTS = {
     "ModelInstallError": "registry",
     "ModelNotFoundError": "registry",
     "ModelNotInstalledError": "registry",
-    "add_models_parser": "registry",
-    "install": "registry",
+    "add_models_parser": "models_cli",
+    "install": "installer",
     "list_models": "registry",
     "load": "registry",
-    "models_command": "registry",
+    "models_command": "models_cli",
     "resolve": "registry",
     "add_sid_tokens": "vocab",
     "sid_id_table": "vocab",

@@ -125,7 +125,7 @@ def generate_chat(
 ) -> list[str]:
     """Assistant replies to chat ``conversations`` (lists of ``{"role", "content"}``), rendered with
     the tokenizer's chat template (ChatML when it has none)."""
-    from gr2.prompts.render import apply_chat_template
+    from gr2.prompts.chat import apply_chat_template
 
     prompts = [apply_chat_template(tokenizer, c, add_generation_prompt=True, fallback="chatml")
                for c in conversations]

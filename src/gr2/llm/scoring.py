@@ -71,7 +71,7 @@ def answer_separator(tokenizer: Any) -> int:
 
 def direct_prompt_ids(tokenizer: Any, messages: list[dict[str, str]]) -> list[int]:
     """Token ids of a direct-mode input: the chat-templated prompt, then :data:`ANSWER_PREFIX`."""
-    from gr2.prompts.render import apply_chat_template
+    from gr2.prompts.chat import apply_chat_template
 
     text = apply_chat_template(tokenizer, messages, add_generation_prompt=True, fallback="chatml") + ANSWER_PREFIX
     return list(tokenizer(text, add_special_tokens=False)["input_ids"])

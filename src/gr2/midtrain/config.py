@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from gr2.checks import at_least, check, in_unit_interval, positive
-from gr2.training_config import TrainingFields
+from gr2.training.config import TrainingFields
 
 TASKS = ("persona", "sequential", "caption", "reverse_caption", "lm")
 """The mid-training tasks, in mixture order."""

@@ -60,24 +60,18 @@ def _load_student(run: RunDir, cfg: MidtrainConfig, folder, levels: int, codeboo
 def run_midtrain(run: RunDir, cfg: MidtrainConfig) -> dict:
     """Build the task mixture, train (warm-up on the new rows, then full or LoRA), save the model and
     per-task losses. Resumes from checkpoints left by an interrupted run of the same config."""
-    import torch
-
     from gr2.midtrain.train import (
         freeze_all_but_rows,
         new_token_ids,
-        resolve_device,
-        run_phase,
-        sft_args,
         task_losses,
         unfreeze,
     )
+    from gr2.training.loop import run_phase, sft_args
+    from gr2.training.setup import lora_config, start_training
 
     t0 = time.perf_counter()
     out = run.stage_dir("midtrain")
-    torch.manual_seed(cfg.seed)
-    if cfg.num_threads:
-        torch.set_num_threads(cfg.num_threads)
-    device = resolve_device(cfg.device)
+    device = start_training(cfg)
     auto_levels, auto_size = sid_shape(run)
     levels = cfg.levels or auto_levels
     codebook_size = cfg.codebook_size or auto_size
@@ -119,11 +113,9 @@ def run_midtrain(run: RunDir, cfg: MidtrainConfig) -> dict:
             # LoRA adapters on the blocks, plus the SID rows of the (tied) embedding matrix trained in
             # place through a row-masking hook: TRL's fused LM head rejects PEFT wrappers on lm_head, so
             # PEFT's trainable_token_indices cannot be used with tied embeddings.
-            from peft import LoraConfig, get_peft_model
+            from peft import get_peft_model
 
-            peft_config = LoraConfig(r=cfg.lora_r, lora_alpha=cfg.lora_alpha, lora_dropout=cfg.lora_dropout,
-                                     target_modules=list(cfg.lora_targets), task_type="CAUSAL_LM")
-            model = get_peft_model(model, peft_config)
+            model = get_peft_model(model, lora_config(cfg))
             handles = freeze_all_but_rows(model, sid_ids)
             for name, p in model.named_parameters():
                 if "lora_" in name:

@@ -1,6 +1,7 @@
 """Prompts for the LLM re-ranker: render (history + candidates → chat messages) and parse
 (answer → validated, classified, repaired permutation). Pure Python, no torch."""
 
+from gr2.prompts.chat import apply_chat_template
 from gr2.prompts.parse import (
     STATUSES,
     ParseResult,
@@ -14,7 +15,6 @@ from gr2.prompts.render import (
     ItemText,
     PromptConfig,
     RenderedPrompt,
-    apply_chat_template,
     assistant_text,
     build_messages,
     presentation_order,

@@ -49,7 +49,6 @@ __all__ = [
     "presentation_order",
     "system_message",
     "assistant_text",
-    "apply_chat_template",
 ]
 
 SID_BEGIN = "<|sid_begin|>"
@@ -458,56 +457,3 @@ def assistant_text(
     return json.dumps({"explanation": str(explanation).strip(), "recommendations": recs},
                       ensure_ascii=False)
 
-
-# --------------------------------------------------------------------------- chat template
-
-
-def _merge_system(messages: Sequence[Mapping[str, str]]) -> list[dict[str, str]]:
-    """Fold the system message into the first user message (for templates without a system role)."""
-    system = "\n\n".join(m["content"] for m in messages if m["role"] == "system")
-    rest = [dict(m) for m in messages if m["role"] != "system"]
-    if system:
-        if rest and rest[0]["role"] == "user":
-            rest[0]["content"] = f"{system}\n\n{rest[0]['content']}"
-        else:
-            rest.insert(0, {"role": "user", "content": system})
-    return rest
-
-
-def _chatml(messages: Sequence[Mapping[str, str]], add_generation_prompt: bool) -> str:
-    out = "".join(f"<|im_start|>{m['role']}\n{m['content']}<|im_end|>\n" for m in messages)
-    return out + ("<|im_start|>assistant\n" if add_generation_prompt else "")
-
-
-def apply_chat_template(
-    tokenizer: Any,
-    messages: Sequence[Mapping[str, str]],
-    add_generation_prompt: bool = True,
-    fallback: Literal["chatml"] | None = None,
-    **kwargs: Any,
-) -> str:
-    """The prompt text from the tokenizer's own chat template (``tokenize=False``).
-
-    Templates that reject a system role (e.g. Gemma's) get the system message folded into the first
-    user message. A tokenizer without a template raises ``ValueError`` unless ``fallback="chatml"``.
-    Extra keyword arguments go to ``tokenizer.apply_chat_template``.
-    """
-    msgs = [dict(m) for m in messages]
-    if getattr(tokenizer, "chat_template", None) is None:
-        if fallback == "chatml":
-            return _chatml(msgs, add_generation_prompt)
-        raise ValueError("the tokenizer has no chat template (pass fallback='chatml' to use ChatML)")
-
-    def run(ms: list[dict[str, str]]) -> str:
-        out = tokenizer.apply_chat_template(ms, tokenize=False,
-                                            add_generation_prompt=add_generation_prompt, **kwargs)
-        if isinstance(out, list):  # some versions return a batch
-            out = out[0] if out and isinstance(out[0], str) else "".join(map(str, out))
-        return str(out)
-
-    try:
-        return run(msgs)
-    except Exception as exc:  # noqa: BLE001 - template engines raise their own error types
-        if "system" in str(exc).lower() and any(m["role"] == "system" for m in msgs):
-            return run(_merge_system(msgs))
-        raise

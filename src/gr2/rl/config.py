@@ -10,7 +10,7 @@ from typing import Any, Literal, get_args
 
 from gr2.checks import at_least, check, positive
 from gr2.prompts.render import PromptConfig
-from gr2.training_config import TrainingFields
+from gr2.training.config import TrainingFields
 
 RewardName = Literal["conditional", "naive", "auc", "ndcg"]
 """Keys of :data:`gr2.rl.rewards.REWARDS` (named here so reading the config needs no numpy)."""

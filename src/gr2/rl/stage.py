@@ -38,10 +38,10 @@ from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
+from gr2.prompts.chat import apply_chat_template
 from gr2.prompts.render import (
     ItemText,
     PromptConfig,
-    apply_chat_template,
     build_messages,
 )
 from gr2.rl.config import RLConfig
@@ -94,7 +94,7 @@ def grpo_args(cfg: RLConfig, output_dir: Path, device: str) -> Any:
     supports it, activation checkpointing off, ``use_cpu`` without CUDA)."""
     from trl import GRPOConfig
 
-    from gr2.midtrain.train import trainer_defaults
+    from gr2.training.loop import trainer_defaults
 
     if cfg.use_vllm and importlib.util.find_spec("vllm") is None:
         raise RuntimeError("rl.use_vllm is set but vLLM is not installed: `pip install vllm` (GPU only), "
@@ -168,35 +168,24 @@ def train_rl(model: Any, tokenizer: Any, rows: Sequence[Mapping[str, Any]], cfg:
     ``candidate_labels``; see :func:`prompt_rows`). Writes ``out_dir/{log.jsonl, tb/, checkpoints/, model/}`` and resumes
     from the latest checkpoint in ``out_dir/checkpoints``. Returns ``(trained model, info)``; info has
     ``resumed_from``, ``global_step``, ``train_loss``, ``seconds``."""
-    import torch
     from datasets import Dataset
-    from torch.utils.tensorboard import SummaryWriter
-    from transformers.integrations import TensorBoardCallback
 
-    from gr2.midtrain.train import latest_checkpoint, resolve_device, train_and_save
     from gr2.rl.dapo import DAPOTrainer, RerankReward
+    from gr2.training.loop import latest_checkpoint, tensorboard, train_and_save
+    from gr2.training.setup import lora_config, start_training
 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    if cfg.num_threads:
-        torch.set_num_threads(cfg.num_threads)
-    torch.manual_seed(cfg.seed)
-    device = resolve_device(cfg.device)
-    model.to(device)
-    peft_config = None
-    if cfg.lora:
-        from peft import LoraConfig
-
-        peft_config = LoraConfig(r=cfg.lora_r, lora_alpha=cfg.lora_alpha, lora_dropout=cfg.lora_dropout,
-                                 target_modules=list(cfg.lora_targets), task_type="CAUSAL_LM")
+    device = start_training(cfg, model)
+    peft_config = lora_config(cfg) if cfg.lora else None
     reward = RerankReward(cfg.reward, alpha=cfg.alpha, invalid=cfg.invalid_reward, reasoning=cfg.reasoning,
                           max_completion_length=cfg.max_completion_length, overlong_buffer=cfg.overlong_buffer)
-    writer = SummaryWriter(log_dir=str(out_dir / "tb"))
+    tb_callback, writer = tensorboard(out_dir / "tb")
     log_path = out_dir / "log.jsonl"
     trainer = DAPOTrainer(
         model=model, reward_funcs=[reward], args=grpo_args(cfg, out_dir / "checkpoints", device),
         train_dataset=Dataset.from_list([dict(r) for r in rows]), processing_class=tokenizer,
-        peft_config=peft_config, callbacks=[TensorBoardCallback(tb_writer=writer), _jsonl_logger(log_path)],
+        peft_config=peft_config, callbacks=[tb_callback, _jsonl_logger(log_path)],
         dynamic_sampling=cfg.dynamic_sampling, max_resample_rounds=cfg.max_resample_rounds,
         constraint=rollout_constraint(tokenizer, cfg),
     )

@@ -54,12 +54,12 @@ from gr2.llm.scoring import (
     rank_by_scores,
     score_direct,
 )
+from gr2.prompts.chat import apply_chat_template
 from gr2.prompts.items import trained_prompt
 from gr2.prompts.render import (
     ItemText,
     PromptConfig,
     RenderedPrompt,
-    apply_chat_template,
     build_messages,
 )
 from gr2.serve.batching import Batcher, Overloaded

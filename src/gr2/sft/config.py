@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 from gr2.checks import at_least, check, in_unit_interval, positive
-from gr2.training_config import TrainingFields
+from gr2.training.config import TrainingFields
 
 
 @dataclass
@@ -80,7 +80,7 @@ class SFTConfig(TrainingFields):
     whose completion was cut is reported in ``metrics.json``; one cut inside its prompt is dropped by
     TRL). A re-ranking prompt with 50 history items and 10 candidates is ~1,500–2,500 tokens."""
 
-    # LoRA, checkpoints, logs, device, seed: gr2.training_config.TrainingFields
+    # LoRA, checkpoints, logs, device, seed: gr2.training.config.TrainingFields
 
     def __post_init__(self) -> None:
         checks = {

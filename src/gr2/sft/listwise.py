@@ -216,26 +216,27 @@ def train_listwise(model: Any, tokenizer: Any, examples: Sequence[ListwiseExampl
     from the latest), ``tb/``, ``model/`` (LoRA merged; plus the ``prior`` the examples were encoded
     with and its learnt scale, which every later scoring of the model adds) and ``metrics.json``;
     returns the metrics."""
-    from torch.utils.tensorboard import SummaryWriter
-    from transformers.integrations import TensorBoardCallback
-
-    from gr2.midtrain.train import latest_checkpoint, start_training, train_and_save
+    from gr2.training.loop import (
+        epoch_steps,
+        latest_checkpoint,
+        tensorboard,
+        train_and_save,
+    )
+    from gr2.training.setup import lora_config, start_training
 
     if not examples:
         raise ValueError("no listwise training lists")
     out_dir = Path(out_dir)
-    device = start_training(model, cfg)
+    device = start_training(cfg, model)
     if cfg.lora:
-        from peft import LoraConfig, get_peft_model
+        from peft import get_peft_model
 
-        model = get_peft_model(model, LoraConfig(r=cfg.lora_r, lora_alpha=cfg.lora_alpha, lora_dropout=cfg.lora_dropout,
-                                                 target_modules=list(cfg.lora_targets), task_type="CAUSAL_LM"))
-    steps = cfg.steps or max(1, math.ceil(cfg.epochs * len(examples) / (cfg.batch_size * cfg.grad_accum)))
-    args = listwise_args(cfg, out_dir / "checkpoints", steps, device)
+        model = get_peft_model(model, lora_config(cfg))
+    args = listwise_args(cfg, out_dir / "checkpoints", epoch_steps(cfg, len(examples)), device)
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
-    writer = SummaryWriter(log_dir=str(out_dir / "tb"))
+    tb_callback, writer = tensorboard(out_dir / "tb")
     trainer = ListwiseTrainer(model=model, args=args, train_dataset=list(examples), processing_class=tokenizer,
-                              callbacks=[TensorBoardCallback(tb_writer=writer), *callbacks],
+                              callbacks=[tb_callback, *callbacks],
                               ce_weight=cfg.listwise_ce, distill_weight=cfg.listwise_distill,
                               temperature=cfg.listwise_temperature, pad_id=int(pad or 0), prior=prior)
     ckpt = latest_checkpoint(out_dir / "checkpoints")
@@ -273,11 +274,11 @@ def train_listwise(model: Any, tokenizer: Any, examples: Sequence[ListwiseExampl
 
 def listwise_args(cfg: SFTConfig, output_dir: Path, steps: int, device: str) -> Any:
     """``TrainingArguments`` of the listwise objective: the schedule of ``cfg`` and the CPU-safe
-    defaults every stage shares (:func:`gr2.midtrain.train.trainer_defaults`); the batch holds
+    defaults every stage shares (:func:`gr2.training.loop.trainer_defaults`); the batch holds
     Python objects, so no column is removed and the dataloader does not pin memory."""
     from transformers import TrainingArguments
 
-    from gr2.midtrain.train import trainer_defaults
+    from gr2.training.loop import trainer_defaults
 
     return TrainingArguments(
         output_dir=str(output_dir),

@@ -22,7 +22,6 @@ import logging
 import shutil
 from typing import Any
 
-
 from gr2.prompts.render import PromptConfig
 from gr2.runs import RunDir
 from gr2.sft.config import SFTConfig
@@ -68,9 +67,9 @@ def run_sft(run: RunDir, cfg: SFTConfig) -> dict:
     ``sft/model`` and ``sft/metrics.json``. Resumes from checkpoints left by an interrupted run of the
     same config."""
     from gr2.llm.registry import load
-    from gr2.midtrain.train import latest_checkpoint
     from gr2.prompts.items import load_item_texts, trained_prompt
     from gr2.runs import model_source
+    from gr2.training.loop import latest_checkpoint
 
     source = model_source(run, cfg.init)
     model, tok = load(source)

@@ -2,7 +2,7 @@
 
 Examples are tokenised here, not by TRL, because the loss weights need character offsets: the
 prompt is the tokenizer's chat template of ``messages`` with the generation prompt
-(:func:`gr2.prompts.render.apply_chat_template`, ChatML when the tokenizer has none); the completion
+(:func:`gr2.prompts.chat.apply_chat_template`, ChatML when the tokenizer has none); the completion
 is the assistant text followed by the template's end-of-turn token (:func:`end_of_turn`). The
 completion starts where the tokenised prompt and prompt+completion diverge, as in TRL. Each token
 gets a part id (:mod:`gr2.sft.weights`), carried as a ``token_parts`` column next to ``input_ids``
@@ -30,7 +30,6 @@ Not supported (checked): packing and padding-free batches (they drop or flatten 
 from __future__ import annotations
 
 import logging
-import math
 import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -39,7 +38,7 @@ from typing import Any
 import torch
 from trl import SFTTrainer
 
-from gr2.prompts.render import apply_chat_template
+from gr2.prompts.chat import apply_chat_template
 from gr2.runs import atomic_write_json
 from gr2.sft.config import SFTConfig
 from gr2.sft.weights import (
@@ -199,8 +198,9 @@ def train_sft(model: Any, tokenizer: Any, examples: Sequence[Mapping[str, Any]],
     metrics); ``callbacks`` go to the trainer (the learning curve); returns the metrics."""
     from datasets import Dataset
 
-    from gr2.midtrain.train import run_phase, sft_args, start_training
     from gr2.runs import save_model
+    from gr2.training.loop import epoch_steps, run_phase, sft_args
+    from gr2.training.setup import lora_config, start_training
 
     if not examples:
         raise ValueError("no SFT examples")
@@ -209,18 +209,13 @@ def train_sft(model: Any, tokenizer: Any, examples: Sequence[Mapping[str, Any]],
     if not rows:
         raise ValueError(f"every SFT example's prompt is longer than sft.max_seq_len={cfg.max_seq_len} tokens: "
                          "raise it or shorten the prompts (traces.prompt.max_history, item_format=compact)")
-    device = start_training(model, cfg)
+    device = start_training(cfg, model)
     if stats["truncated"]:
         log.warning("sft: %d of %d examples longer than max_seq_len=%d: their completion is cut",
                     stats["truncated"], stats["examples"], cfg.max_seq_len)
-    steps = cfg.steps or max(1, math.ceil(cfg.epochs * len(rows) / (cfg.batch_size * cfg.grad_accum)))
-    args = sft_args(cfg, out_dir / "checkpoints", steps, cfg.lr, cfg.weight_decay, cfg.lr_warmup_ratio, device)
-    peft_config = None
-    if cfg.lora:
-        from peft import LoraConfig
-
-        peft_config = LoraConfig(r=cfg.lora_r, lora_alpha=cfg.lora_alpha, lora_dropout=cfg.lora_dropout,
-                                 target_modules=list(cfg.lora_targets), task_type="CAUSAL_LM")
+    args = sft_args(cfg, out_dir / "checkpoints", epoch_steps(cfg, len(rows)), cfg.lr, cfg.weight_decay,
+                    cfg.lr_warmup_ratio, device)
+    peft_config = lora_config(cfg) if cfg.lora else None
     t0 = time.perf_counter()
     model, info = run_phase(model, tokenizer, Dataset.from_list(rows), args, out_dir / "tb", peft_config,
                             trainer_cls=WeightedSFTTrainer, callbacks=callbacks, lambda_reasoning=cfg.lambda_reasoning,

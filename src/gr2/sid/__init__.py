@@ -11,7 +11,8 @@ Importing this package is cheap (no torch); the heavy parts load on first use::
 - :mod:`gr2.sid.embed` — item text and cached sentence embeddings
 - :mod:`gr2.sid.rqvae`, :mod:`gr2.sid.rqkmeans` — the tokenizers
 - :mod:`gr2.sid.tokenizer` — training dispatch, assignment, checkpoints, ``assign_new_items``
-- :mod:`gr2.sid.stage` — ``run_sid(run, cfg)`` and ``run_ablation(run, cfg, seeds)``
+- :mod:`gr2.sid.stage` — ``run_sid(run, cfg)``
+- :mod:`gr2.sid.ablation` — ``run_ablation(run, cfg, seeds)``
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from gr2.sid.render import parse_sid, render_sid
 
 _LAZY = {
     "run_sid": "gr2.sid.stage",
-    "run_ablation": "gr2.sid.stage",
+    "run_ablation": "gr2.sid.ablation",
     "build_sids": "gr2.sid.stage",
     "train_pairs": "gr2.sid.stage",
     "assign_new_items": "gr2.sid.tokenizer",

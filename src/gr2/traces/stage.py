@@ -109,7 +109,7 @@ def run_traces(run: RunDir, cfg: TracesConfig, teacher: Teacher | None = None) -
     lists = pd.read_parquet(run.file("candidates", f"{cfg.split}.parquet"))
     if teacher is None and cfg.teacher == "evidence" and cfg.split == "train":
         from gr2.data.stage import load_split
-        from gr2.traces.evidence import newest_position_lists
+        from gr2.traces.facts import newest_position_lists
 
         n = len(lists)
         lists = newest_position_lists(lists, load_split(run))

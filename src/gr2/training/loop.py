@@ -1,0 +1,149 @@
+"""Training runs on TRL / transformers trainers, shared by the training stages: the CPU-safe
+arguments, one phase with TensorBoard, checkpoints and resume, and saving the trained model.
+
+CPU-safe by construction (docs/resources.md): ``bf16`` only on a CUDA device that supports it,
+activation (gradient) checkpointing off always, ``use_cpu=True`` without CUDA.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import re
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import pandas as pd
+import torch
+
+if TYPE_CHECKING:
+    from datasets import Dataset
+
+log = logging.getLogger(__name__)
+
+_CKPT = re.compile(r"^checkpoint-(\d+)$")
+
+
+def latest_checkpoint(folder: Path) -> Path | None:
+    """The ``checkpoint-N`` sub-folder with the largest N (``None`` when there is none)."""
+    if not folder.is_dir():
+        return None
+    found = [(int(m.group(1)), p) for p in folder.iterdir() if p.is_dir() and (m := _CKPT.match(p.name))]
+    found = [(n, p) for n, p in found if (p / "trainer_state.json").exists()]
+    return max(found)[1] if found else None
+
+
+def epoch_steps(cfg: Any, n_examples: int) -> int:
+    """``cfg.steps`` when set, else the optimiser steps of ``cfg.epochs`` passes over ``n_examples``
+    (``batch_size × grad_accum`` examples a step)."""
+    return cfg.steps or max(1, math.ceil(cfg.epochs * n_examples / (cfg.batch_size * cfg.grad_accum)))
+
+
+def trainer_defaults(cfg: Any, device: str) -> dict[str, Any]:
+    """The training arguments every TRL stage shares: CPU-safe precision and checkpointing (TRL 1.16
+    defaults ``bf16`` and activation checkpointing to True, 16× slower on these CPUs — resources.md),
+    checkpoints, logging, seeds and a progress bar. ``cfg`` has ``save_steps``, ``save_total_limit``,
+    ``logging_steps`` and ``seed``."""
+    cuda = device.startswith("cuda")
+    return {
+        "bf16": bool(cuda and torch.cuda.is_bf16_supported()),
+        "fp16": False,
+        "activation_checkpointing": False,  # TRL defaults it (alias gradient_checkpointing) to True
+        "use_cpu": not cuda,
+        "save_strategy": "steps",
+        "save_steps": max(1, cfg.save_steps),
+        "save_total_limit": cfg.save_total_limit,
+        "logging_steps": max(1, cfg.logging_steps),
+        "report_to": "none",
+        "seed": cfg.seed,
+        "data_seed": cfg.seed,
+        "dataloader_num_workers": 0,
+        "disable_tqdm": False,  # a progress bar on long work
+    }
+
+
+def sft_args(cfg: Any, output_dir: Path, steps: int, lr: float, weight_decay: float, warmup_ratio: float,
+             device: str) -> Any:
+    """TRL ``SFTConfig`` with the CPU-safe settings; ``cfg`` is any stage config with ``batch_size``,
+    ``grad_accum``, ``max_seq_len``, ``save_steps``, ``save_total_limit``, ``logging_steps``, ``seed``."""
+    from trl import SFTConfig
+
+    return SFTConfig(
+        output_dir=str(output_dir),
+        max_steps=steps,
+        learning_rate=lr,
+        weight_decay=weight_decay,
+        lr_scheduler_type="linear",
+        warmup_steps=round(warmup_ratio * steps),
+        per_device_train_batch_size=cfg.batch_size,
+        gradient_accumulation_steps=cfg.grad_accum,
+        max_length=cfg.max_seq_len,
+        completion_only_loss=True,
+        packing=False,
+        dataset_num_proc=None,
+        **trainer_defaults(cfg, device),
+    )
+
+
+def tensorboard(tb_dir: Path) -> tuple[Any, Any]:
+    """``(TensorBoard callback, its writer)`` logging under ``tb_dir``; close the writer after training."""
+    from torch.utils.tensorboard import SummaryWriter
+    from transformers.integrations import TensorBoardCallback
+
+    tb_dir.mkdir(parents=True, exist_ok=True)
+    writer = SummaryWriter(log_dir=str(tb_dir))
+    return TensorBoardCallback(tb_writer=writer), writer
+
+
+def run_phase(model: Any, tokenizer: Any, train: pd.DataFrame | Dataset, args: Any, tb_dir: Path,
+              peft_config: Any = None, trainer_cls: type | None = None, callbacks: Sequence[Any] = (),
+              **trainer_kwargs: Any) -> tuple[Any, dict[str, Any]]:
+    """Train one phase with TRL's SFTTrainer; resumes from the latest checkpoint in
+    ``args.output_dir``. Returns ``(trained model, info)``; info has ``resumed_from``, ``global_step``,
+    ``train_loss``, ``seconds``, ``tokens`` (non-padding tokens this process trained on) and ``log``.
+
+    ``train`` is a DataFrame with ``prompt``/``completion`` columns or a ready ``datasets.Dataset``
+    (e.g. pre-tokenised); ``trainer_cls`` (an ``SFTTrainer`` subclass, default ``SFTTrainer``) gets
+    ``trainer_kwargs`` on top of the usual arguments (the ``sft`` stage's weighted loss);
+    ``callbacks`` are added to TensorBoard's (the ``sft`` stage's learning curve)."""
+    from datasets import Dataset
+    from trl import SFTTrainer
+
+    ds = train if isinstance(train, Dataset) else Dataset.from_pandas(
+        train[["prompt", "completion"]].reset_index(drop=True), preserve_index=False)
+    tb_callback, writer = tensorboard(tb_dir)
+    trainer = (trainer_cls or SFTTrainer)(
+        model=model, args=args, train_dataset=ds, processing_class=tokenizer, peft_config=peft_config,
+        callbacks=[tb_callback, *callbacks], **trainer_kwargs)
+    ckpt = latest_checkpoint(Path(args.output_dir))
+    if ckpt is not None:
+        log.info("resuming from %s", ckpt)
+    start = time.perf_counter()
+    result = trainer.train(resume_from_checkpoint=str(ckpt) if ckpt is not None else None)
+    seconds = time.perf_counter() - start
+    writer.close()
+    info = {
+        "resumed_from": ckpt.name if ckpt is not None else None,
+        "global_step": int(trainer.state.global_step),
+        "train_loss": round(float(result.training_loss), 4),
+        "seconds": round(seconds, 2),
+        "tokens": int(getattr(trainer, "_total_train_tokens", 0)),  # TRL's running count (not checkpointed)
+        "log": [h for h in trainer.state.log_history if "loss" in h],
+    }
+    return trainer.model, info
+
+
+def train_and_save(trainer: Any, checkpoint: Path | None, lora: bool, tokenizer: Any, model_dir: Path
+                   ) -> tuple[Any, Any, float]:
+    """``trainer.train()`` (resuming from ``checkpoint``), then the trained model — LoRA merged when
+    ``lora`` — saved to ``model_dir``; returns ``(model, train output, seconds of training)``."""
+    from gr2.runs import save_model
+
+    start = time.perf_counter()
+    result = trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint is not None else None)
+    seconds = time.perf_counter() - start
+    model = trainer.model.merge_and_unload() if lora else trainer.model
+    save_model(model, tokenizer, model_dir)
+    return model, result, seconds
