@@ -31,9 +31,9 @@ def main() -> None:
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
 
-    from gr2.eval.retrieval import codes_table, default_prompt_fn
     from gr2.llm.decoding import SidTrie, constrained_beam_search, encode_prompts
     from gr2.llm.registry import load
+    from gr2.llm.retrieval import codes_table, default_prompt_fn
     from gr2.llm.vocab import add_sid_tokens
 
     inter = pd.read_parquet(Path(args.run) / "data" / "interactions.parquet")

@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from gr2.eval.metrics import labels_in_order, ndcg_at_k, recall_at_k
+from gr2.metrics.ranking import labels_in_order, ndcg_at_k, recall_at_k
 
 
 def main() -> None:

@@ -29,8 +29,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from gr2.eval.metrics import per_list_metrics
-from gr2.eval.stats import paired_bootstrap
+from gr2.metrics.bootstrap import paired_bootstrap
+from gr2.metrics.ranking import per_list_metrics
 from gr2.prerank import make_preranker
 from gr2.prerank.base import top_k
 from gr2.rerank import FeatureBuilder, LambdaMARTConfig, LambdaMARTReranker

@@ -19,7 +19,7 @@ import time
 from pathlib import Path
 
 from gr2.config import load_config
-from gr2.eval.rerank import sample_lists
+from gr2.lists import sample_lists
 from gr2.llm.registry import load
 from gr2.prompts.items import load_item_texts, trained_prompt
 from gr2.runs import RunDir

@@ -49,7 +49,7 @@ MAX_CLIENTS = 64
 def make_run(out: Path, items: Path, model: str, sids: Path | None) -> None:
     from gr2.llm.registry import load
     from gr2.llm.vocab import add_sid_tokens
-    from gr2.sid.render import render_sid
+    from gr2.prompts.sids import render_sid
 
     (out / "data").mkdir(parents=True, exist_ok=True)
     (out / "sid").mkdir(exist_ok=True)

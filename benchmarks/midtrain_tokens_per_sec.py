@@ -25,8 +25,8 @@ def examples(n: int, path: Path) -> pd.DataFrame:
     if path.exists():
         df = pd.read_parquet(path)
         return df.iloc[:n].reset_index(drop=True)
-    from gr2.midtrain.tasks import sequential_prompt
-    from gr2.sid.render import render_sid
+    from gr2.prompts.sequential import sequential_prompt
+    from gr2.prompts.sids import render_sid
 
     g = torch.Generator().manual_seed(0)
     rows = []

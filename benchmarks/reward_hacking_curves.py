@@ -54,7 +54,8 @@ from typing import Any
 
 import pandas as pd
 
-from gr2.rl.config import REWARD_NAMES, run_rl_config
+from gr2.config import run_rl_config
+from gr2.rl.config import REWARD_NAMES
 
 #: Logged per training step (``gr2.rl.stage``): (log key, panel title).
 TRAIN_KEYS = (("rl/copy_prerank_rate", "identity-copy rate (— pre-rank, -- shown order)"),
@@ -100,9 +101,9 @@ def val_callback(lists: pd.DataFrame, items: Any, prompt_cfg: Any, tokenizer: An
     appends ``{"step", "val/N@5", "val/valid_rate", "val/identity_rate_prerank"}`` to ``path``."""
     from transformers import TrainerCallback
 
-    from gr2.eval.direct import rerank_lists_direct
-    from gr2.eval.rerank import evaluate_rerank, rerank_lists
+    from gr2.eval.llm_rows import evaluate_rerank
     from gr2.llm.generate import GenerationParams
+    from gr2.llm.rerank import rerank_lists, rerank_lists_direct
 
     params = GenerationParams(max_new_tokens=max_new_tokens, temperature=0.0)
 

@@ -50,7 +50,7 @@ from typing import Any
 
 import pandas as pd
 
-from gr2.rl.config import run_rl_config
+from gr2.config import run_rl_config
 
 PARTS = ("generation", "reward")
 

@@ -13,7 +13,7 @@ import argparse
 import dataclasses
 from pathlib import Path
 
-from gr2.eval.rerank import sample_lists
+from gr2.lists import sample_lists
 from gr2.llm.registry import load
 from gr2.llm.vocab import add_sid_tokens
 from gr2.midtrain.stage import sid_catalogue

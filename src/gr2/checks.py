@@ -1,8 +1,8 @@
 """Range checks of config fields, run when a config object is built (its ``__post_init__``), so that
 a bad value stops every command before any work, with one line naming the section, the field, the
 value and what is allowed. :func:`gr2.config.load_config` turns the ``ValueError`` into a
-``ConfigError`` (exit code 2 on the command line). No imports beyond the standard library: every
-config module uses it."""
+:class:`ConfigError` (exit code 2 on the command line), which a stage also raises for a setting that
+does not fit its run's data. No imports beyond the standard library: every config module uses it."""
 
 from __future__ import annotations
 
@@ -10,7 +10,11 @@ import math
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-__all__ = ["at_least", "check", "each_at_least", "in_unit_interval", "positive"]
+__all__ = ["ConfigError", "at_least", "check", "each_at_least", "in_unit_interval", "positive"]
+
+
+class ConfigError(ValueError):
+    """A configuration file or override that does not match the schema."""
 
 
 def check(section: str, checks: Mapping[str, bool]) -> None:

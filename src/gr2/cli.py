@@ -11,7 +11,8 @@ import logging
 import sys
 from pathlib import Path
 
-from gr2.config import ConfigError, load_config, profile_path
+from gr2.checks import ConfigError
+from gr2.config import load_config, profile_path
 from gr2.llm.models_cli import add_models_parser
 from gr2.report.cli import add_report_parser
 from gr2.serve.cli import add_serve_parser

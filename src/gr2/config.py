@@ -14,6 +14,7 @@ import json
 import re
 import types
 import typing
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
@@ -21,19 +22,16 @@ from typing import Any
 
 import yaml
 
+from gr2.candidates.config import CandidatesConfig
+from gr2.checks import ConfigError
 from gr2.data.config import DataConfig
 from gr2.eval.config import EvalConfig
 from gr2.midtrain.config import MidtrainConfig
-from gr2.prerank.config import CandidatesConfig
 from gr2.rl.config import RLConfig
 from gr2.sft.config import SFTConfig
 from gr2.sid.config import SidConfig
 from gr2.slates.config import SlatesConfig
 from gr2.traces.config import TracesConfig
-
-
-class ConfigError(ValueError):
-    """A configuration file or override that does not match the schema."""
 
 
 @dataclass
@@ -208,3 +206,15 @@ def _coerce(tp: Any, value: Any, where: str) -> Any:
     if tp in (int, float, str, bool) and not (isinstance(value, tp) and not (tp is int and isinstance(value, bool))):
         raise ConfigError(f"{where}: expected {tp.__name__}, got {value!r}")
     return value
+
+
+def run_rl_config(run_dir: str | Path, overrides: Sequence[str] = (), **fields: Any) -> RLConfig:
+    """A run's ``rl`` config (its ``config.yaml``; the defaults without one), then ``overrides``
+    (``rl.field=value``), then ``fields`` (``None`` leaves a field as it is): what the RL benchmarks
+    train with. The overlong buffer is capped at the completion length, so a short
+    ``max_completion_length`` stays valid."""
+    path = Path(run_dir) / "config.yaml"
+    cfg = load_config(path if path.exists() else None, list(overrides)).rl
+    changes = {k: v for k, v in fields.items() if v is not None}
+    length = changes.get("max_completion_length", cfg.max_completion_length)
+    return dataclasses.replace(cfg, **changes, overlong_buffer=min(cfg.overlong_buffer, length))

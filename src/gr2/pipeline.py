@@ -2,94 +2,28 @@
 
 A stage is a function ``fn(run: RunDir, cfg) -> dict`` (the dict is a short summary stored in the
 manifest) that reads earlier stages' files from the run directory and writes its own. The
-registry below names each stage's config section, the stages it reads from and the files it
-promises; a stage whose config or any upstream stage changed is re-run, and so is everything
+stages are declared in :mod:`gr2.stages` (config section, the stages each reads from, the files it
+promises); a stage whose config or any upstream stage changed is re-run, and so is everything
 downstream of it. ``run_pipeline(..., reuse=BASE)`` links the stages a finished run already made
 with the same fingerprints instead of recomputing them (:mod:`gr2.reuse`).
 """
 
 from __future__ import annotations
 
-import importlib
 import logging
 import os
 import time
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from gr2.config import ConfigError, RunConfig, save_config
+from gr2.checks import ConfigError
+from gr2.config import RunConfig, save_config
 from gr2.reuse import link_stage, release, run_id
 from gr2.runs import RunDir
+from gr2.stages import STAGE_NAMES, Stage, get_stage
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class Stage:
-    name: str
-    """Sub-folder of the run directory and name on the command line."""
-    function: str
-    """``module:function`` run as ``function(run, config_section)``; imported lazily so that
-    ``gr2 --help`` does not import torch."""
-    section: str
-    """Attribute of :class:`RunConfig` passed to the function."""
-    upstream: tuple[str, ...]
-    """Stages whose outputs this one reads."""
-    outputs: tuple[str, ...]
-    """Files (relative to the run directory) that must exist for the stage to count as done."""
-    after: tuple[str, ...] = ()
-    """Stages read only when present (e.g. the models the eval table scores): not required, but a
-    stage that re-ran in the same call makes this one re-run too."""
-    resumes: tuple[str, ...] = ()
-    """Outputs the stage reads back when it resumes from a checkpoint (kept in place when it starts;
-    see :func:`set_aside`)."""
-
-    def load(self) -> Callable[[RunDir, Any], dict[str, Any]]:
-        module, _, attr = self.function.partition(":")
-        return getattr(importlib.import_module(module), attr)
-
-
-STAGES: tuple[Stage, ...] = (
-    Stage("data", "gr2.data.stage:run_data", "data", (),
-          ("data/items.parquet", "data/interactions.parquet", "data/stats.json")),
-    Stage("sid", "gr2.sid.stage:run_sid", "sid", ("data",),
-          ("sid/sids.parquet", "sid/report.json")),
-    Stage("candidates", "gr2.prerank.stage:run_candidates", "candidates", ("data",),
-          ("candidates/train.parquet", "candidates/val.parquet", "candidates/test.parquet",
-           "candidates/prerank.json")),
-    Stage("midtrain", "gr2.midtrain.stage:run_midtrain", "midtrain", ("data", "sid"),
-          ("midtrain/model/config.json", "midtrain/metrics.json")),
-    Stage("traces", "gr2.traces.stage:run_traces", "traces", ("data", "sid", "candidates"),
-          ("traces/samples.jsonl", "traces/accepted.jsonl", "traces/stats.json"), resumes=("traces/samples.jsonl",)),
-    Stage("sft", "gr2.sft.stage:run_sft", "sft", ("midtrain", "traces"),
-          ("sft/model/config.json", "sft/metrics.json")),
-    Stage("rl", "gr2.rl.stage:run_rl", "rl", ("sft",),
-          ("rl/model/config.json", "rl/metrics.json", "rl/log.jsonl"), resumes=("rl/log.jsonl",)),
-    Stage("eval", "gr2.eval.stage:run_eval", "eval", ("data", "candidates"),
-          ("eval/results.json", "eval/results.md"), after=("midtrain", "sft", "rl")),
-)
-STAGE_NAMES = tuple(s.name for s in STAGES)
-
-SLATE_STAGES: dict[str, Stage] = {
-    "data": Stage("data", "gr2.slates.stage:run_slates_data", "slates", (),
-                  ("data/items.parquet", "data/interactions.parquet", "data/stats.json", "data/slates.parquet")),
-    "candidates": Stage("candidates", "gr2.slates.stage:run_slates_candidates", "slates", ("data",),
-                        ("candidates/train.parquet", "candidates/val.parquet", "candidates/test.parquet",
-                         "candidates/slates.json")),
-}
-"""With ``slates.path`` set, these replace the data and candidates stages (docs/slates.md)."""
-
-
-def get_stage(name: str, cfg: RunConfig | None = None) -> Stage:
-    """The stage called ``name``; the slates version of it when ``cfg`` reads slates."""
-    if cfg is not None and cfg.slates.path and name in SLATE_STAGES:
-        return SLATE_STAGES[name]
-    for stage in STAGES:
-        if stage.name == name:
-            return stage
-    raise KeyError(f"unknown stage {name!r}; stages: {', '.join(STAGE_NAMES)}")
 
 
 def fingerprint(cfg: RunConfig, stage: Stage) -> str:

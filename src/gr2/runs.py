@@ -82,6 +82,14 @@ def read_json(path: Path) -> Any:
     return json.loads(Path(path).read_text(encoding="utf-8"))
 
 
+def read_jsonl(path: Path) -> list[dict[str, Any]]:
+    """One dict per non-empty line (``rl/log.jsonl``, ``sft/curve.jsonl``); empty when the file does not exist."""
+    path = Path(path)
+    if not path.is_file():
+        return []
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+
+
 def remove_path(path: Path) -> None:
     """Delete a file, a symlink (not what it points to) or a folder tree; nothing when absent."""
     if path.is_dir() and not path.is_symlink():

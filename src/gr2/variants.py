@@ -14,9 +14,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from gr2.config import ConfigError, RunConfig, load_config
-from gr2.pipeline import STAGE_NAMES, fingerprint, get_stage, run_pipeline
+from gr2.checks import ConfigError
+from gr2.config import RunConfig, load_config
+from gr2.pipeline import fingerprint, run_pipeline
 from gr2.runs import STAGE_MODELS, RunDir
+from gr2.stages import STAGE_NAMES, get_stage
 
 log = logging.getLogger(__name__)
 

@@ -2,7 +2,8 @@ from __future__ import annotations
 
 import pytest
 
-from gr2.config import ConfigError, RunConfig, load_config, profile_path, save_config
+from gr2.checks import ConfigError
+from gr2.config import RunConfig, load_config, profile_path, save_config
 
 
 def test_profiles_load_and_round_trip(tmp_path):

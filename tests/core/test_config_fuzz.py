@@ -9,7 +9,8 @@ import dataclasses
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from gr2.config import ConfigError, RunConfig, load_config
+from gr2.checks import ConfigError
+from gr2.config import RunConfig, load_config
 
 FIELDS = sorted(f"{section.name}.{f.name}" for section in dataclasses.fields(RunConfig)
                 for f in dataclasses.fields(section.default_factory()))

@@ -17,9 +17,10 @@ from conftest import write_generic
 
 from gr2.cli import main
 from gr2.config import RunConfig, load_config
-from gr2.eval.rerank import system_path
-from gr2.pipeline import STAGES, run_pipeline
+from gr2.eval.systems import system_path
+from gr2.pipeline import run_pipeline
 from gr2.runs import RunDir
+from gr2.stages import STAGES
 from gr2.variants import run_variants
 
 PROMPT = {"item_format": "compact", "max_history": 3, "domain_priming": False, "max_explanation_words": None,

@@ -127,7 +127,7 @@ def test_a_stage_killed_half_way_leaves_no_results_that_look_current(generic_dir
 
 
 def test_outputs_a_stage_resumes_from_stay_in_place():
-    from gr2.pipeline import STAGES as ALL
+    from gr2.stages import STAGES as ALL
 
     resumed = {s.name: s.resumes for s in ALL if s.resumes}
     assert resumed == {"traces": ("traces/samples.jsonl",), "rl": ("rl/log.jsonl",)}

@@ -10,9 +10,10 @@ import pytest
 
 from gr2.cli import main
 from gr2.config import load_config
-from gr2.pipeline import get_stage, reusable, run_pipeline
+from gr2.pipeline import reusable, run_pipeline
 from gr2.reuse import detach
 from gr2.runs import RunDir
+from gr2.stages import get_stage
 
 STAGES = ["data", "candidates", "eval"]
 CHEAP = ["data.k_core=2", "candidates.prerank=popularity", "eval.bootstrap=20", "eval.lambdamart=false"]

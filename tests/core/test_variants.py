@@ -6,8 +6,9 @@ from pathlib import Path
 
 import pytest
 
+from gr2.checks import ConfigError
 from gr2.cli import main
-from gr2.config import ConfigError, load_config
+from gr2.config import load_config
 from gr2.pipeline import run_pipeline
 from gr2.variants import VARIANTS, run_variants
 

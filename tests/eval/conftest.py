@@ -8,8 +8,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from gr2.prompts.sids import render_sid
 from gr2.runs import RunDir
-from gr2.sid.render import render_sid
 
 N_ITEMS, N_USERS, SEQ_LEN, K = 20, 6, 6, 5
 

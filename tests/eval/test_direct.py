@@ -9,18 +9,21 @@ import math
 import pytest
 import torch
 
+import gr2.eval.llm_rows as rows
 import gr2.eval.rerank as rr
+import gr2.eval.systems as systems
 from gr2.eval.config import EvalConfig
-from gr2.eval.direct import rerank_lists_direct
-from gr2.eval.stage import llm_row_specs, run_eval
-from gr2.prompts.items import load_item_texts
-from gr2.prompts.render import PromptConfig, build_messages, presentation_order
+from gr2.eval.llm_rows import llm_row_specs
+from gr2.eval.stage import run_eval
+from gr2.llm.rerank import rerank_lists_direct
 from gr2.llm.scoring import (
     answer_separator,
     direct_prompt_ids,
     rank_by_scores,
     sid_path,
 )
+from gr2.prompts.items import load_item_texts
+from gr2.prompts.render import PromptConfig, build_messages, presentation_order
 
 from .test_rerank import PROMPT, TABLE, lists_of, tiny_model_dir
 
@@ -68,7 +71,7 @@ def test_direct_orders_follow_each_candidates_first_recommendation_log_probabili
         expected = brute_force_scores(model, tok, direct_prompt_ids(tok, rendered.messages), paths)
         assert o.result.order == rank_by_scores(expected)
         assert json.loads(o.text)["recommendations"] == [rendered.candidate_sids[i] for i in o.result.order]
-    summary = rr.evaluate_rerank(outs, lists)
+    summary = rows.evaluate_rerank(outs, lists)
     assert summary["valid_rate"] == 1.0 and summary["mean_output_tokens"] == 0.0
 
 
@@ -78,7 +81,7 @@ def test_run_rerank_eval_direct_saves_a_direct_row(rerank_run, tiny):
     summary = rr.run_rerank_eval(rerank_run, str(folder), name="tiny (direct)", prompt=PROMPT, device="cpu",
                                  eval_cfg=TABLE, mode="direct")
     assert summary["valid_rate"] == 1.0
-    saved = json.loads(rr.system_path(rerank_run, "tiny (direct)").read_text())
+    saved = json.loads(systems.system_path(rerank_run, "tiny (direct)").read_text())
     assert saved["mode"] == "direct" and saved["generation"] is None
     table = (rerank_run.path / "eval" / "results.md").read_text()
     assert "| tiny (direct) |" in table and "direct scoring (no text generated" in table

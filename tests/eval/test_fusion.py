@@ -6,8 +6,8 @@ from __future__ import annotations
 import dataclasses
 import json
 
-import gr2.eval.rerank as rr
-from gr2.eval import direct
+import gr2.eval.systems as systems
+import gr2.llm.rerank as direct
 from gr2.eval.config import EvalConfig
 from gr2.eval.fusion import SAME_LISTS_ROW, fusion_model
 from gr2.eval.stage import run_eval
@@ -54,7 +54,7 @@ def test_eval_stage_writes_the_fusion_row(rerank_run, tmp_path, monkeypatch):
     for name in (row, SAME_LISTS_ROW, llm_row):
         assert results["subsets"][name]["n_lists"] == 4
         assert set(results["subsets"][name]["systems"]) == {"pre-rank order", name}
-    saved = json.loads(rr.system_path(rerank_run, llm_row).read_text())
+    saved = json.loads(systems.system_path(rerank_run, llm_row).read_text())
     assert len(saved["scores"]) == 4 and all(len(s) == K for s in saved["scores"].values())
     table = (rerank_run.path / "eval" / "results.md").read_text()
     assert table.count(f"on 4 of the {N_USERS} test lists") == 1, "the fusion rows share the LLM rows' table"

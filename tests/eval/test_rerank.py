@@ -12,11 +12,14 @@ import pandas as pd
 import pytest
 import tiny_llm
 
+import gr2.eval.llm_rows as rows
 import gr2.eval.rerank as rr
+import gr2.eval.systems as systems
+import gr2.llm.rerank as llm_rerank
 from gr2.eval.config import EvalConfig
-from gr2.eval.metrics import evaluate_rankings
 from gr2.eval.stage import run_eval
 from gr2.llm.generate import GenerationParams
+from gr2.metrics.ranking import evaluate_rankings
 from gr2.prompts.items import load_item_texts
 from gr2.prompts.render import PromptConfig, assistant_text, presentation_order
 from gr2.runs import model_source
@@ -61,8 +64,8 @@ def oracle(lists: pd.DataFrame):
 
 def write_system(run, name: str, split: str, orders: dict, model: str = "m") -> None:
     """A saved system as :func:`gr2.eval.rerank.save_system` writes it (the fields the table reads)."""
-    rr.system_path(run, name).parent.mkdir(parents=True, exist_ok=True)
-    rr.system_path(run, name).write_text(json.dumps({
+    systems.system_path(run, name).parent.mkdir(parents=True, exist_ok=True)
+    systems.system_path(run, name).write_text(json.dumps({
         "name": name, "model": model, "split": split, "n_lists": len(orders), "orders": orders,
         "valid": dict.fromkeys(orders, True), "summary": {"valid_rate": 1.0}}))
 
@@ -73,11 +76,11 @@ def test_tiny_llama_outputs_are_invalid_and_repaired_to_the_prerank_order(rerank
     folder = tiny_model_dir(rerank_run.path)
     model, tok = AutoModelForCausalLM.from_pretrained(folder), AutoTokenizer.from_pretrained(folder)
     lists = lists_of(rerank_run)
-    outs = rr.rerank_lists(model, tok, lists, load_item_texts(rerank_run), PROMPT,
+    outs = llm_rerank.rerank_lists(model, tok, lists, load_item_texts(rerank_run), PROMPT,
                            GenerationParams(max_new_tokens=6), batch_size=4)
     assert [o.example_id for o in outs] == list(lists["example_id"])
     assert all(o.result.repaired == list(range(K)) for o in outs)
-    summary = rr.evaluate_rerank(outs, lists)
+    summary = rows.evaluate_rerank(outs, lists)
     assert summary["valid_rate"] == 0.0 and summary["errors"]["wrong_format"] == len(lists)
     assert summary["identity_rate_presented"] is None and summary["identity_rate_prerank"] is None
     assert summary["metrics"] == summary["prerank_metrics"]
@@ -85,10 +88,10 @@ def test_tiny_llama_outputs_are_invalid_and_repaired_to_the_prerank_order(rerank
 
 
 def test_position_copier_is_exposed_by_the_shuffle(rerank_run, monkeypatch):
-    monkeypatch.setattr(rr, "generate_chat", fake_generator(lambda shown: shown))
+    monkeypatch.setattr(llm_rerank, "generate_chat", fake_generator(lambda shown: shown))
     lists = lists_of(rerank_run)
-    outs = rr.rerank_lists(None, _Tok(), lists, load_item_texts(rerank_run), PROMPT)
-    summary = rr.evaluate_rerank(outs, lists)
+    outs = llm_rerank.rerank_lists(None, _Tok(), lists, load_item_texts(rerank_run), PROMPT)
+    summary = rows.evaluate_rerank(outs, lists)
     presented = [presentation_order(K, PROMPT, e) for e in lists["example_id"]]
     assert [o.result.order for o in outs] == presented
     assert summary["valid_rate"] == 1.0 and summary["identity_rate_presented"] == 1.0
@@ -102,9 +105,9 @@ def test_position_copier_is_exposed_by_the_shuffle(rerank_run, monkeypatch):
 
 def test_oracle_answers_give_exact_metrics(rerank_run, monkeypatch):
     lists = lists_of(rerank_run)
-    monkeypatch.setattr(rr, "generate_chat", fake_generator(oracle(lists)))
-    outs = rr.rerank_lists(None, _Tok(), lists, load_item_texts(rerank_run), PROMPT)
-    summary = rr.evaluate_rerank(outs, lists)
+    monkeypatch.setattr(llm_rerank, "generate_chat", fake_generator(oracle(lists)))
+    outs = llm_rerank.rerank_lists(None, _Tok(), lists, load_item_texts(rerank_run), PROMPT)
+    summary = rows.evaluate_rerank(outs, lists)
     assert summary["valid_rate"] == 1.0 and summary["errors"]["ok"] == len(lists)
     assert {k: summary["metrics"][k] for k in ("R@1", "R@3", "N@3", "N@5", "N@10", "MRR")} == dict.fromkeys(
         ("R@1", "R@3", "N@3", "N@5", "N@10", "MRR"), 1.0)
@@ -123,15 +126,15 @@ def test_run_rerank_eval_adds_rows_to_the_table(rerank_run, monkeypatch, tmp_pat
     lists = lists_of(rerank_run)
     run_eval(rerank_run, TABLE)
     before = json.loads((rerank_run.path / "eval" / "results.json").read_text())
-    monkeypatch.setattr(rr, "generate_chat", fake_generator(oracle(lists)))
+    monkeypatch.setattr(llm_rerank, "generate_chat", fake_generator(oracle(lists)))
     summary = rr.run_rerank_eval(rerank_run, str(folder), name="oracle LLM", prompt=PROMPT, device="cpu",
                                  eval_cfg=TABLE)
     assert summary["valid_rate"] == 1.0
-    saved = json.loads(rr.system_path(rerank_run, "oracle LLM").read_text())
+    saved = json.loads(systems.system_path(rerank_run, "oracle LLM").read_text())
     assert saved["name"] == "oracle LLM" and saved["model"] == str(folder) and saved["split"] == "test"
     assert set(saved["orders"]) == set(lists["example_id"]) and all(saved["valid"].values())
     assert saved["prompt"]["item_format"] == "compact" and saved["generation"]["max_new_tokens"] == 512
-    outputs = rr.system_path(rerank_run, "oracle LLM").with_suffix(".outputs.jsonl").read_text().splitlines()
+    outputs = systems.system_path(rerank_run, "oracle LLM").with_suffix(".outputs.jsonl").read_text().splitlines()
     assert len(outputs) == len(lists) and json.loads(outputs[0])["status"] == "ok"
 
     results = json.loads((rerank_run.path / "eval" / "results.json").read_text())
@@ -183,26 +186,25 @@ def test_systems_on_the_same_sample_share_one_table(rerank_run):
 
 
 def test_rescoring_a_model_drops_its_earlier_rows(rerank_run, monkeypatch):
-    import gr2.eval.stage as stage
 
     orders = {e: list(range(K)) for e in lists_of(rerank_run)["example_id"]}
     for name, split, model in (("sft (old name)", "test", "sft"), ("sft on val", "val", "sft"),
                                ("rl (direct)", "test", "rl")):
         write_system(rerank_run, name, split, orders, model=model)
-        rr.system_path(rerank_run, name).with_suffix(".outputs.jsonl").write_text("{}\n")
-    assert rr.drop_systems(rerank_run, "test", "sft") == ["sft (old name)"]
-    left = sorted(p.name for p in rr.system_path(rerank_run, "x").parent.iterdir())
+        systems.system_path(rerank_run, name).with_suffix(".outputs.jsonl").write_text("{}\n")
+    assert systems.drop_systems(rerank_run, "test", "sft") == ["sft (old name)"]
+    left = sorted(p.name for p in systems.system_path(rerank_run, "x").parent.iterdir())
     assert left == ["rl_direct.json", "rl_direct.outputs.jsonl", "sft_on_val.json", "sft_on_val.outputs.jsonl"]
 
     # the eval stage drops a model's saved rows before it re-scores the model
     scored = []
-    monkeypatch.setattr(rr, "load_model", lambda run, model: (None, None))
-    monkeypatch.setattr(rr, "rerank_system", lambda run, llm, tok, model, name, *a: scored.append((model, name)))
-    monkeypatch.setattr(stage, "STAGE_MODELS", ())
-    stage.llm_rows(rerank_run, dataclasses.replace(TABLE, llm_models=["rl"], llm_lists=2))
+    monkeypatch.setattr(rows, "load_model", lambda run, model: (None, None))
+    monkeypatch.setattr(rows, "rerank_system", lambda run, llm, tok, model, name, *a: scored.append((model, name)))
+    monkeypatch.setattr(rows, "STAGE_MODELS", ())
+    rows.llm_rows(rerank_run, dataclasses.replace(TABLE, llm_models=["rl"], llm_lists=2))
     assert scored and {m for m, _ in scored} == {"rl"}
-    assert [s["name"] for s in rr.load_systems(rerank_run, "test")] == []
-    assert [s["name"] for s in rr.load_systems(rerank_run, "val")] == ["sft on val"]
+    assert [s["name"] for s in systems.load_systems(rerank_run, "test")] == []
+    assert [s["name"] for s in systems.load_systems(rerank_run, "val")] == ["sft on val"]
 
 
 def test_model_source(rerank_run):

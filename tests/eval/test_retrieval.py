@@ -11,12 +11,12 @@ import pytest
 import tiny_llm
 import torch
 
-from gr2.eval.retrieval import evaluate_retrieval, retrieval_metrics, sequential_prompt
 from gr2.llm.decoding import SidTrie, constrained_beam_search
+from gr2.llm.retrieval import evaluate_retrieval, retrieval_metrics, sequential_prompt
 from gr2.llm.vocab import add_sid_tokens
 from gr2.prerank.base import top_k
 from gr2.prerank.llm_beam import LLMBeamPreranker
-from gr2.sid.render import SID_BEGIN, parse_sid
+from gr2.prompts.sids import SID_BEGIN, parse_sid
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -102,12 +102,13 @@ def test_llm_beam_preranker_top_k(setup):
 
 
 def test_default_prompt_matches_midtraining(setup):
-    from gr2.eval.retrieval import default_prompt_fn
+    from gr2.llm.retrieval import default_prompt_fn
+    from gr2.midtrain.config import MidtrainConfig
+    from gr2.prompts.sequential import sequential_prompt as task_prompt
+    from gr2.prompts.sids import render_sid
 
     _, _, codes = setup
     fn = default_prompt_fn(max_history=2)
     text = fn([0, 1, 2], codes)
-    tasks = pytest.importorskip("gr2.midtrain.tasks")
-    from gr2.sid.render import render_sid
-
-    assert text == tasks.sequential_prompt([render_sid(codes[i], wrap=True) for i in (1, 2)])
+    assert text == task_prompt([render_sid(codes[i], wrap=True) for i in (1, 2)])
+    assert default_prompt_fn()(list(range(30)), codes).count(SID_BEGIN) == MidtrainConfig().max_history

@@ -11,7 +11,7 @@ import torch
 
 from gr2.llm.decoding import SidTrie, constrained_beam_search, encode_prompts
 from gr2.llm.vocab import add_sid_tokens, codes_to_ids, sid_special_ids
-from gr2.sid.render import SID_BEGIN, render_sid
+from gr2.prompts.sids import SID_BEGIN, render_sid
 
 CORPUS = [
     "The user bought: then Next item: for dry skin",

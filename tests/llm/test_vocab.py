@@ -14,7 +14,7 @@ from gr2.llm.vocab import (
     sid_token_ids,
     sid_tokens,
 )
-from gr2.sid.render import SID_BEGIN, SID_END, parse_sid, render_sid
+from gr2.prompts.sids import SID_BEGIN, SID_END, parse_sid, render_sid
 
 CORPUS = [
     "Neutrogena Hydro Boost moisturizer for dry skin",

@@ -42,7 +42,7 @@ def make_run(root: Path) -> RunDir:
     d = run.stage_dir("data")
     items.to_parquet(d / "items.parquet", index=False)
     pd.DataFrame(rows).to_parquet(d / "interactions.parquet", index=False)
-    from gr2.sid.render import render_sid
+    from gr2.prompts.sids import render_sid
 
     sids = pd.DataFrame({"item_id": range(N_ITEMS), "codes": [codes_of(i) for i in range(N_ITEMS)],
                          "sid": [render_sid(codes_of(i)) for i in range(N_ITEMS)]})

@@ -14,7 +14,7 @@ from gr2.midtrain.tasks import (
     sid_shape,
     task_counts,
 )
-from gr2.sid.render import iter_sids, parse_sid
+from gr2.prompts.sids import iter_sids, parse_sid
 
 from .conftest import CODEBOOK, LEVELS, codes_of, heldout_items, make_tokenizer
 

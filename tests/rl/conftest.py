@@ -19,7 +19,7 @@ PROMPT = PromptConfig(item_format="compact", max_history=2, domain_priming=False
 
 
 def sid_of(i: int) -> str:
-    from gr2.sid.render import render_sid
+    from gr2.prompts.sids import render_sid
 
     return render_sid([i // 4, i % 4, (3 * i) % 4])
 

@@ -9,7 +9,8 @@ import pytest
 
 from gr2.prompts.items import load_item_texts
 from gr2.rl.config import RLConfig
-from gr2.rl.stage import prompt_rows, read_log, select_lists, train_rl
+from gr2.rl.stage import prompt_rows, select_lists, train_rl
+from gr2.runs import read_jsonl
 
 from .conftest import PROMPT, K, make_lists, make_model, make_tokenizer, tiny_cfg
 
@@ -79,7 +80,7 @@ def test_train_two_steps_logs_and_resumes(tmp_path):
 
     _, info = train_rl(make_model(len(tok)), tok, rows, tiny_cfg(steps=2), out)
     assert info["global_step"] == 2 and info["resumed_from"] == "checkpoint-1"
-    lines = read_log(out / "log.jsonl")
+    lines = read_jsonl(out / "log.jsonl")
     assert [x["step"] for x in lines] == [1, 2]
     for line in lines:
         assert all(key in line for key in LOG_FIELDS), set(LOG_FIELDS) - set(line)
@@ -140,7 +141,7 @@ def test_constrained_rollouts_are_all_valid(tmp_path, reasoning):
     cfg = tiny_cfg(steps=1, reasoning=reasoning, constrained=True, overlong_buffer=0, max_completion_length=budget)
     out = tmp_path / "rl"
     model, info = train_rl(make_model(len(tok)), tok, rows, cfg, out)
-    (line,) = read_log(out / "log.jsonl")
+    (line,) = read_jsonl(out / "log.jsonl")
     assert info["global_step"] == 1 and "generate" not in vars(model)  # the processor was bound for the call only
     assert line["rl/valid_rate"] == 1.0 and line["rl/format_rate"] == 1.0
     assert line["reward"] > -1.0 and line["completions/clipped_ratio"] == 0.0  # every answer ends with EOS

@@ -44,9 +44,9 @@ def build_run(root: Path, with_tokenizer: bool = True) -> Path:
     import tiny_llm
 
     from gr2.llm.vocab import add_sid_tokens
+    from gr2.prompts.sids import render_sid
     from gr2.sid.config import SidConfig
     from gr2.sid.embed import render_texts
-    from gr2.sid.render import render_sid
     from gr2.sid.tokenizer import assign, save_tokenizer, train_tokenizer
 
     items = pd.DataFrame({

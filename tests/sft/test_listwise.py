@@ -15,7 +15,7 @@ from eval.conftest import make_rerank_run
 from eval.test_direct import brute_force_scores
 from eval.test_rerank import PROMPT, tiny_model_dir
 
-from gr2.eval.direct import rerank_lists_direct
+from gr2.llm.rerank import rerank_lists_direct
 from gr2.llm.scoring import (
     PositionPrior,
     answer_separator,
@@ -26,7 +26,7 @@ from gr2.llm.scoring import (
 )
 from gr2.prompts.items import load_item_texts
 from gr2.prompts.render import build_messages
-from gr2.report.artifacts import read_jsonl
+from gr2.runs import read_jsonl
 from gr2.sft.config import SFTConfig
 from gr2.sft.curve import curve_steps
 from gr2.sft.listwise import (

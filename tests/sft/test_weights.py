@@ -7,8 +7,9 @@ import json
 import pytest
 import tiny_llm
 
+from gr2.prompts.chat import end_of_turn
 from gr2.prompts.render import assistant_text
-from gr2.sft.train import PARTS, encode_example, end_of_turn
+from gr2.sft.train import PARTS, encode_example
 from gr2.sft.weights import (
     PROMPT,
     RANKING,

@@ -7,9 +7,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from gr2.prompts.sids import parse_sid
 from gr2.sid.ablation import run_ablation
 from gr2.sid.embed import EmptyTextWarning
-from gr2.sid.render import parse_sid
 from gr2.sid.stage import run_sid
 from gr2.sid.tokenizer import assign_new_items, load_tokenizer, min_codebook_size
 from gr2.sid.uniqueness import check_unique

@@ -13,7 +13,8 @@ import pytest
 import tiny_llm
 
 from gr2.config import load_config
-from gr2.pipeline import STAGE_NAMES, get_stage, run_pipeline
+from gr2.pipeline import run_pipeline
+from gr2.stages import STAGE_NAMES, get_stage
 
 PROMPT = {"item_format": "compact", "max_history": 3, "domain_priming": False, "max_explanation_words": None}
 

@@ -10,8 +10,9 @@ import pandas as pd
 import pytest
 from slate_files import slate_rows, write_jsonl
 
+from gr2.checks import ConfigError
 from gr2.cli import _config, build_parser
-from gr2.config import ConfigError, load_config
+from gr2.config import load_config
 from gr2.data.stage import load_split
 from gr2.pipeline import run_pipeline
 from gr2.runs import RunDir

@@ -10,9 +10,9 @@ import pandas as pd
 import pytest
 
 from gr2.data.splits import Split
+from gr2.prompts.sids import render_sid
 from gr2.rerank import LambdaMARTConfig
 from gr2.runs import RunDir
-from gr2.sid.render import render_sid
 from gr2.traces.evidence import (
     TEACHER_NAME,
     EvidenceTeacher,

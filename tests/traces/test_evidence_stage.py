@@ -12,7 +12,7 @@ import pandas as pd
 from gr2.config import load_config
 from gr2.pipeline import run_pipeline
 from gr2.prompts.parse import parse_output
-from gr2.sid.render import render_sid
+from gr2.prompts.sids import render_sid
 from gr2.traces.evidence import TEACHER_NAME
 from gr2.traces.stage import run_traces
 

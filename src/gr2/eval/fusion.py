@@ -1,16 +1,16 @@
 """The fusion row of the results table: LambdaMART with an LLM's direct scores as extra features.
 
 "LambdaMART + <model> score" ("LambdaMART + GR2 score" for a run's RL model): the table's LambdaMART
-re-ranker, with the same hyper-parameters (:func:`gr2.eval.stage.fit_lambdamart`), over its features
+re-ranker, with the same hyper-parameters (:func:`gr2.eval.lambdamart.fit_lambdamart`), over its features
 plus :data:`gr2.rerank.LLM_FEATURE_NAMES` — the LLM's direct score of each candidate (log-probability
-of writing its SID first, :mod:`gr2.eval.direct`; the model's own, without a position prior, which
+of writing its SID first, :func:`gr2.llm.rerank.rerank_lists_direct`; the model's own, without a position prior, which
 the trees' pre-rank features already carry), the candidate's rank by that score and its gap to the
 list's best score. Does the LLM add anything a feature model does not already know?
 
 Same protocol as the LambdaMART row (fitted on validation lists, evaluated on test lists), but the LLM
 must score both, ~1 s per list on a CPU:
 
-* the eval stage (:func:`gr2.eval.stage.llm_rows`) direct-scores a seeded sample of
+* the eval stage (:func:`gr2.eval.llm_rows.llm_rows`) direct-scores a seeded sample of
   ``eval.fusion_val_lists`` val lists with the fusion model (:func:`fusion_model`) and the prompt of
   its direct row, and writes ``eval/fusion/val_scores.json``;
 * the test lists are that direct row's lists (the ``eval.llm_lists`` sample of every LLM row), and their
@@ -39,7 +39,9 @@ import pandas as pd
 
 from gr2.eval.config import EvalConfig
 from gr2.eval.labels import model_label
-from gr2.eval.rerank import sample_lists, system_path
+from gr2.eval.lambdamart import fit_lambdamart
+from gr2.eval.systems import system_path
+from gr2.lists import sample_lists
 from gr2.prompts.render import ItemText, PromptConfig
 from gr2.runs import RunDir, atomic_write_json, read_json
 
@@ -84,8 +86,8 @@ def score_val_lists(run: RunDir, llm: Any, tokenizer: Any, model: str,
                     items: Mapping[int, ItemText]) -> None:
     """Direct-score the seeded sample of ``cfg.fusion_val_lists`` val lists with ``model`` (loaded:
     ``llm``, ``tokenizer``) and the prompt of its direct row (the first direct one of ``specs``, the
-    rows of :func:`gr2.eval.stage.llm_row_specs`); write :func:`val_scores_path`."""
-    from gr2.eval.direct import rerank_lists_direct
+    rows of :func:`gr2.eval.llm_rows.llm_row_specs`); write :func:`val_scores_path`."""
+    from gr2.llm.rerank import rerank_lists_direct
 
     row, prompt = next((name, prompt) for name, mode, prompt in specs if mode == "direct")
     lists = sample_lists(run, "val", cfg.fusion_val_lists, cfg.seed)
@@ -137,8 +139,6 @@ def fusion_rows(run: RunDir, lists: pd.DataFrame, val_lists: pd.DataFrame, featu
     lists; ``val_lists``: every validation list; ``features``: the plain row's fitted
     :class:`gr2.rerank.FeatureBuilder`; ``plain``: its orders of every list) and the fusion row's note;
     ``({}, [])`` when the LLM's scores are missing."""
-    from gr2.eval.stage import fit_lambdamart
-
     saved = _saved_scores(run)
     if saved is None:
         return {}, []

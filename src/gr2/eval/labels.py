@@ -17,7 +17,7 @@ from gr2.runs import RunDir, run_stage_model
 
 def model_label(run: RunDir, model: str) -> tuple[str, str | None]:
     """``(system, qualifier)`` of ``model`` as an LLM row of ``run``'s table; a row is named
-    ``system (qualifier, mode[, control])`` (:func:`gr2.eval.stage.llm_row_specs`)."""
+    ``system (qualifier, mode[, control])`` (:func:`gr2.eval.llm_rows.llm_row_specs`)."""
     found = run_stage_model(run, model)
     config = (found[0].manifest().get("config") or {}) if found else {}
     if not config:  # not a run's stage model, or a run that recorded no config

@@ -7,7 +7,7 @@ from collections.abc import Mapping
 
 import numpy as np
 
-from gr2.eval.stats import bootstrap_ci, format_p_value, paired_bootstrap
+from gr2.metrics.bootstrap import bootstrap_ci, format_p_value, paired_bootstrap
 
 REFERENCE = "pre-rank order"
 HEADLINE = "N@5"

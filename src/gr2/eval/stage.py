@@ -2,16 +2,15 @@
 
 Rows: the pre-rank order, random orders (averaged over seeds), a popularity order, the oracle,
 the LambdaMART re-ranker (fitted on validation lists: the bar an LLM re-ranker must clear), every
-LLM system saved under ``eval/systems/`` for the split (:mod:`gr2.eval.rerank`) and the fusion row,
+LLM system saved under ``eval/systems/`` for the split (:mod:`gr2.eval.llm_rows`, :mod:`gr2.eval.systems`)
+and the fusion row,
 LambdaMART with an LLM's scores as features (:mod:`gr2.eval.fusion`).
 """
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
@@ -20,27 +19,20 @@ from gr2.data.splits import Split
 from gr2.data.stage import load_items, load_split
 from gr2.eval import baselines, fusion
 from gr2.eval.config import EvalConfig
-from gr2.eval.metrics import metric_keys, per_list_metrics
+from gr2.eval.lambdamart import fit_lambdamart
+from gr2.eval.llm_rows import llm_rows
 from gr2.eval.report import REFERENCE, markdown_table, summarise
-from gr2.eval.rerank import load_systems
-from gr2.prompts.render import PromptConfig
+from gr2.eval.systems import load_systems
+from gr2.lists import load_lists
+from gr2.metrics.ranking import metric_keys, per_list_metrics
 from gr2.runs import (
-    STAGE_MODELS,
     RunDir,
-    atomic_path,
     atomic_write_json,
     atomic_write_text,
     read_json,
 )
 
-if TYPE_CHECKING:
-    from gr2.rerank import FeatureBuilder, LambdaMARTReranker
-
 log = logging.getLogger(__name__)
-
-
-def load_lists(run: RunDir, split: str) -> pd.DataFrame:
-    return pd.read_parquet(run.file("candidates", f"{split}.parquet"))
 
 
 def baseline_orders(lists: pd.DataFrame, item_counts: np.ndarray, cfg: EvalConfig) -> dict[str, list[np.ndarray]]:
@@ -63,22 +55,6 @@ def score_systems(lists: pd.DataFrame, systems: dict[str, list[np.ndarray]], cfg
         per_run = [per_list_metrics(list(orders), labels, cfg.recall_ks, cfg.ndcg_ks) for orders in runs]
         out[name] = {key: np.mean([r[key] for r in per_run], axis=0) for key in per_run[0]}
     return out
-
-
-def fit_lambdamart(run: RunDir, features: FeatureBuilder, val_lists: pd.DataFrame, cfg: EvalConfig,
-                   folder: str) -> LambdaMARTReranker:
-    """LambdaMART (``cfg.lambdamart_params``) over ``features`` (a fitted
-    :class:`gr2.rerank.FeatureBuilder`) fitted on ``val_lists``; the model and its feature importances are
-    saved under ``eval/<folder>/``."""
-    from gr2.rerank import LambdaMARTConfig, LambdaMARTReranker
-
-    config = LambdaMARTConfig(**{"seed": cfg.seed, **cfg.lambdamart_params})
-    model = LambdaMARTReranker(features, config).fit(val_lists)
-    out = run.stage_dir("eval") / folder
-    with atomic_path(out / "model") as tmp:
-        model.save(tmp)  # LightGBM text model, feature state, meta.json with the fit info
-    atomic_write_json(out / "importances.json", model.feature_importances())
-    return model
 
 
 def lambdamart_rows(run: RunDir, split: Split, lists: pd.DataFrame, cfg: EvalConfig
@@ -106,71 +82,13 @@ def run_eval(run: RunDir, cfg: EvalConfig, llm_rows_too: bool = True) -> dict:
         raise ValueError(f"{run.path}/candidates/{cfg.split}.parquet has no lists to evaluate")
     counts = baselines.train_item_counts(split.train, n_items)
     systems = baseline_orders(lists, counts, cfg)
-    if llm_rows_too:
-        llm_rows(run, cfg)  # first: the fusion row reads the LLM's scores
+    fresh = llm_rows(run, cfg) if llm_rows_too else []  # first: the fusion row reads the LLM's scores
     sampled: fusion.SampledRows = {}
     notes: list[str] = []
     if cfg.lambdamart and cfg.split == "test":
         plain, sampled, notes = lambdamart_rows(run, split, lists, cfg)
         systems["LambdaMART (val-trained)"] = [plain]
-    return write_results(run, lists, systems, cfg, sampled, notes)
-
-
-def llm_row_specs(system: str, prompt: PromptConfig, cfg: EvalConfig, qualifier: str | None = None
-                  ) -> list[tuple[str, str, PromptConfig]]:
-    """``(row name, mode, prompt)`` of every row a model gets: one per mode in ``cfg.llm_modes`` with
-    the trained prompt, plus (``cfg.llm_controls``) the same with the other presentation order. Rows
-    are named ``system (qualifier, mode[, control])`` (:func:`gr2.eval.labels.model_label`)."""
-    other = "prerank" if prompt.order == "shuffled" else "shuffled"
-    label = {"prerank": "pre-rank order shown", "shuffled": "shuffled order shown"}[other]
-    head = [qualifier] if qualifier else []
-    specs = []
-    for mode in cfg.llm_modes:
-        specs.append((f"{system} ({', '.join([*head, mode])})", mode, prompt))
-        if cfg.llm_controls:
-            specs.append((f"{system} ({', '.join([*head, mode, label])})", mode,
-                          dataclasses.replace(prompt, order=other)))
-    return specs
-
-
-def llm_rows(run: RunDir, cfg: EvalConfig) -> None:
-    """Re-rank with each of ``cfg.llm_models`` in each of ``cfg.llm_modes`` (the trained prompt
-    format; plus the presentation controls) and save each as a system (``eval/systems/``), which
-    :func:`write_results` turns into a row. Each model is loaded once for all its rows, and every row
-    is scored on the same sample of lists. A model's earlier saved rows are deleted first
-    (:func:`gr2.eval.rerank.drop_systems`): they came from an older version of it or a row name no
-    longer produced. The fusion row's model (:func:`gr2.eval.fusion.fusion_model`) also scores its
-    sample of validation lists (:func:`gr2.eval.fusion.score_val_lists`)."""
-    from gr2.eval.labels import model_label
-    from gr2.eval.rerank import drop_systems, load_model, rerank_system, sample_lists
-    from gr2.llm.generate import GenerationParams
-    from gr2.prompts.items import load_item_texts, trained_prompt
-
-    models = []
-    for model in cfg.llm_models:
-        if model in STAGE_MODELS and not (run.path / model / "model" / "config.json").exists():
-            log.info("eval: no %s model in this run, row skipped", model)
-        else:
-            models.append(model)
-    if not models:
-        return
-    lists = sample_lists(run, cfg.split, cfg.llm_lists, cfg.seed)
-    items = load_item_texts(run)
-    params = GenerationParams(max_new_tokens=cfg.llm_max_new_tokens, temperature=0.0)
-    fused = fusion.fusion_model(models, cfg)
-    for model in models:
-        dropped = drop_systems(run, cfg.split, model)
-        if dropped:
-            log.info("eval: re-scoring %s replaces its saved rows %s", model, ", ".join(dropped))
-        llm, tok = load_model(run, model)
-        system, qualifier = model_label(run, model)
-        specs = llm_row_specs(system, trained_prompt(run.path, model) or PromptConfig(), cfg, qualifier)
-        for name, mode, prompt in specs:
-            rerank_system(run, llm, tok, model, name, lists, cfg.split, prompt, params, cfg.llm_batch_size, mode,
-                          items)
-        if model == fused:
-            fusion.score_val_lists(run, llm, tok, model, specs, cfg, items)
-        del llm, tok  # the next model is loaded only after this one is released
+    return write_results(run, lists, systems, cfg, sampled, notes, fresh)
 
 
 def saved_orders(saved: list[dict], lists: pd.DataFrame, taken: set[str]
@@ -219,9 +137,11 @@ def _summary(lists: pd.DataFrame, systems: dict[str, list[np.ndarray]], keys: li
 
 
 def write_results(run: RunDir, lists: pd.DataFrame, systems: dict[str, list[np.ndarray]], cfg: EvalConfig,
-                  sampled: fusion.SampledRows | None = None, notes: Sequence[str] = ()) -> dict:
+                  sampled: fusion.SampledRows | None = None, notes: Sequence[str] = (),
+                  fresh: Sequence[dict] = ()) -> dict:
     """Score ``systems`` (every list), ``sampled`` (``{name: (positions, orders)}``: a subset of the
-    lists) and every system saved under ``eval/systems/`` for ``cfg.split``; write
+    lists) and every system saved under ``eval/systems/`` for ``cfg.split`` (``fresh``: those this call
+    saved, taken as they are: :func:`gr2.eval.systems.load_systems`); write
     ``eval/results.json`` and ``eval/results.md`` (``notes``: lines after the LLM rows' notes); return
     each row's N@5.
 
@@ -230,7 +150,7 @@ def write_results(run: RunDir, lists: pd.DataFrame, systems: dict[str, list[np.n
     systems on the same subset share a table, ``sampled`` ones first.
     """
     sampled = sampled or {}
-    saved = load_systems(run, cfg.split)
+    saved = load_systems(run, cfg.split, fresh)
     full, partial = saved_orders(saved, lists, set(systems) | set(sampled))
     partial = {**sampled, **partial}
     keys = metric_keys(cfg.recall_ks, cfg.ndcg_ks)

@@ -6,6 +6,8 @@ Importing this package is light (no torch, no transformers): names are loaded on
 * :mod:`gr2.llm.installer` — ``install`` (fetch the GGUF parts, check, convert once), ``uninstall``.
 * :mod:`gr2.llm.models_cli` — the ``gr2 models ...`` command (``add_models_parser``, ``models_command``).
 * :mod:`gr2.llm.vocab` — ``sid_tokens``, ``add_sid_tokens``, ``sid_token_ids`` (imports torch).
+* :mod:`gr2.llm.retrieval` — the model as a full-catalogue retriever: the mid-training prompt
+  (``default_prompt_fn``), constrained beam retrieval (``evaluate_retrieval``), ``retrieval_metrics``.
 """
 
 from __future__ import annotations

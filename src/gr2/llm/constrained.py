@@ -60,7 +60,8 @@ from transformers import LogitsProcessor
 
 from gr2.llm.decoding import SidTrie
 from gr2.prompts.parse import canonical_sid
-from gr2.prompts.render import SID_BEGIN, SID_END, assistant_text
+from gr2.prompts.render import assistant_text
+from gr2.prompts.sids import SID_BEGIN, SID_END
 
 __all__ = ["AnswerFrame", "RankingConstraint", "RankingLogitsProcessor"]
 

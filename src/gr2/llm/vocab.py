@@ -2,7 +2,7 @@
 
 An item's semantic ID ``(97, 168, 137, 135)`` is shown to the model as
 ``<|sid_begin|><s_a_97><s_b_168><s_c_137><s_d_135><|sid_end|>`` (method.md §3); rendering and parsing
-live in :mod:`gr2.sid.render`, re-exported here.
+live in :mod:`gr2.prompts.sids`, re-exported here.
 
 Tokens are added as *added tokens* with ``normalized=False`` and no stripping, so the tokenizer matches
 each one whole before its own model runs: every SID token is exactly one id and is never split or
@@ -45,7 +45,7 @@ from typing import Any
 
 import torch
 
-from gr2.sid.render import (
+from gr2.prompts.sids import (
     LEVEL_LETTERS,
     SID_BEGIN,
     SID_END,

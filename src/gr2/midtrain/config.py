@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from gr2.checks import at_least, check, in_unit_interval, positive
+from gr2.prompts.sequential import SEQUENTIAL_MAX_HISTORY
 from gr2.training.config import TrainingFields
 
 TASKS = ("persona", "sequential", "caption", "reverse_caption", "lm")
@@ -52,7 +53,7 @@ class MidtrainConfig(TrainingFields):
     eval_examples_per_task: int = 64
     """Held-out examples per task (built from the train split, never trained on) for the per-task loss
     before/after in ``metrics.json``."""
-    max_history: int = 20
+    max_history: int = SEQUENTIAL_MAX_HISTORY
     """Most recent training items shown in a sequential-prediction prompt."""
     persona_items: int = 10
     """Items (text + SID) in a persona-grounding example."""

@@ -16,8 +16,9 @@ Only ``Split.train`` (each user's sequence minus the validation and test targets
 held-out interaction can appear in a persona or sequential example; caption tasks describe catalogue
 items (``caption_items="all"``) or only items of some training sequence (``"train"``).
 
-Pure pandas/numpy: no torch import. :func:`sequential_prompt` is the prompt a retriever must use at
-inference to match training.
+Pure pandas/numpy: no torch import. The sequential task's prompt is
+:func:`gr2.prompts.sequential.sequential_prompt`, the prompt a retriever must use at inference to match
+training.
 """
 
 from __future__ import annotations
@@ -34,13 +35,12 @@ import numpy as np
 import pandas as pd
 
 from gr2.midtrain.config import TASKS, MidtrainConfig
+from gr2.prompts.sequential import sequential_prompt
 from gr2.runs import RunDir, read_json
 
 log = logging.getLogger(__name__)
 
 PERSONA_HEADER = "Purchase history of a user (item ID and description per line):\n"
-SEQUENTIAL_HEADER = "Items a user bought, oldest first: "
-SEQUENTIAL_QUESTION = "\nNext item:"
 CAPTION_QUESTION = "\nTitle / Categories:"
 REVERSE_PREFIX = "Item: "
 REVERSE_QUESTION = "\nItem ID:"
@@ -59,12 +59,7 @@ LM_MODULES = (
 ships with every Python install)."""
 
 
-# -- prompts (shared with inference) ------------------------------------------------------------
-def sequential_prompt(history_sids: Sequence[str]) -> str:
-    """Prompt of the next-SID task: the history's wrapped SIDs, oldest first (completion: the SID)."""
-    return SEQUENTIAL_HEADER + "".join(history_sids) + SEQUENTIAL_QUESTION
-
-
+# -- prompts (the sequential task's is shared with inference: gr2.prompts.sequential) -----------
 def caption_prompt(sid: str) -> str:
     return sid + CAPTION_QUESTION
 
@@ -101,7 +96,7 @@ def load_inputs(run: RunDir, cfg: MidtrainConfig) -> TaskInputs:
 
 def inputs_from_frames(items: pd.DataFrame, sids: pd.DataFrame, train: list[list[int]],
                        cfg: MidtrainConfig) -> TaskInputs:
-    from gr2.sid.render import render_sid
+    from gr2.prompts.sids import render_sid
 
     n = len(items)
     if not np.array_equal(items["item_id"].to_numpy(), np.arange(n)):

@@ -4,8 +4,11 @@ Use :func:`make_preranker` to build one by name, ``fit`` it on training sequence
 :func:`top_k` (seen items excluded by default) for candidate lists or :func:`full_catalogue_metrics`
 to measure it as a retriever.
 
-Importing this package is light (no torch): classes are loaded on first use, so ``gr2.config``
-(which reads :mod:`gr2.prerank.config`) and ``gr2 --help`` stay fast.
+A library: it imports no pipeline stage. The ``candidates`` stage that fits them and writes a run's
+lists is :mod:`gr2.candidates`.
+
+Importing this package is light (no torch): classes are loaded on first use, so ``gr2 --help``
+stays fast.
 """
 
 from __future__ import annotations

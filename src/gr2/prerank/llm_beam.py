@@ -72,8 +72,8 @@ class LLMBeamPreranker(Preranker):
 
     def fit(self, train_sequences: list[list[int]], n_items: int,
             valid: list[tuple[list[int], int]] | None = None) -> None:
-        from gr2.eval.retrieval import codes_table, default_prompt_fn
         from gr2.llm.decoding import SidTrie
+        from gr2.llm.retrieval import codes_table, default_prompt_fn
 
         self.codes = codes_table(self.sids)
         if len(self.codes) != n_items:

@@ -62,3 +62,18 @@ def apply_chat_template(
         if "system" in str(exc).lower() and any(m["role"] == "system" for m in msgs):
             return run(_merge_system(msgs))
         raise
+
+
+_PROBE = "GR2-END-OF-TURN-PROBE"
+
+
+def end_of_turn(tokenizer: Any) -> str:
+    """What must follow an assistant message for generation to stop: the template's text after an
+    assistant message (e.g. ``<|im_end|>``), stripped, plus the EOS token when that text does not
+    already end with it (generation stops on EOS only: :mod:`gr2.llm.generate`)."""
+    rendered = apply_chat_template(
+        tokenizer, [{"role": "user", "content": "x"}, {"role": "assistant", "content": _PROBE}],
+        add_generation_prompt=False, fallback="chatml")
+    tail = rendered[rendered.rindex(_PROBE) + len(_PROBE):].strip()
+    eos = tokenizer.eos_token or ""
+    return tail if tail.endswith(eos) else tail + eos

@@ -36,10 +36,9 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from gr2.prompts.parse import ParseResult, parse_output
+from gr2.prompts.sids import SID_BEGIN, SID_END
 
 __all__ = [
-    "SID_BEGIN",
-    "SID_END",
     "DOMAIN_PRIMING",
     "ItemText",
     "PromptConfig",
@@ -51,8 +50,6 @@ __all__ = [
     "assistant_text",
 ]
 
-SID_BEGIN = "<|sid_begin|>"
-SID_END = "<|sid_end|>"
 
 #: Domain-knowledge priming texts (principle 3), selected by ``PromptConfig.domain``.
 DOMAIN_PRIMING: dict[str, str] = {

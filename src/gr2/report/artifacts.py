@@ -6,28 +6,19 @@ run becomes a "not run" section or a skipped plot, never an error.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
 from gr2.runs import read_json
 
 SYSTEMS_DIR = "eval/systems"
-"""LLM re-ranker rows (``gr2.eval.rerank.save_system``); read here without importing that module,
+"""LLM re-ranker rows (``gr2.eval.systems.save_system``); read here without importing that module,
 which loads the generation stack."""
 
 
 def read_optional_json(path: Path) -> Any | None:
     """The parsed file, or ``None`` when it does not exist."""
     return read_json(path) if Path(path).is_file() else None
-
-
-def read_jsonl(path: Path) -> list[dict[str, Any]]:
-    """One dict per non-empty line (``rl/log.jsonl``); empty when the file does not exist."""
-    path = Path(path)
-    if not path.is_file():
-        return []
-    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
 
 
 def retrieval_results(run_path: Path) -> dict[str, dict[str, Any]]:

@@ -17,8 +17,8 @@ from pathlib import Path
 from typing import Any
 
 from gr2.eval.report import REFERENCE
-from gr2.report.artifacts import read_jsonl, read_optional_json
-from gr2.runs import atomic_write_bytes
+from gr2.report.artifacts import read_optional_json
+from gr2.runs import atomic_write_bytes, read_jsonl
 
 log = logging.getLogger(__name__)
 

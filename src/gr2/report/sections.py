@@ -13,9 +13,8 @@ from typing import Any
 import yaml
 
 from gr2.eval.report import HEADLINE, REFERENCE
-from gr2.eval.stats import format_p_value
-from gr2.pipeline import STAGE_NAMES
-from gr2.report.artifacts import llm_systems, read_jsonl, retrieval_results
+from gr2.metrics.bootstrap import format_p_value
+from gr2.report.artifacts import llm_systems, retrieval_results
 from gr2.report.markdown import (
     Context,
     fmt,
@@ -26,6 +25,8 @@ from gr2.report.markdown import (
     source,
     table,
 )
+from gr2.runs import read_jsonl
+from gr2.stages import STAGE_NAMES
 
 RETRIEVAL_METRICS = ("R@5", "R@10", "N@5", "N@10")
 CI_METRICS = (HEADLINE, "R@1")

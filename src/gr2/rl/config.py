@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any, Literal, get_args
+from typing import Literal, get_args
 
 from gr2.checks import at_least, check, positive
 from gr2.prompts.render import PromptConfig
@@ -153,17 +151,3 @@ class RLConfig(TrainingFields):
     def prompt_config(self) -> PromptConfig:
         """The prompt settings actually used (``prompt`` with ``reasoning`` from this config)."""
         return dataclasses.replace(self.prompt, reasoning=self.reasoning)
-
-
-def run_rl_config(run_dir: str | Path, overrides: Sequence[str] = (), **fields: Any) -> RLConfig:
-    """A run's ``rl`` config (its ``config.yaml``; the defaults without one), then ``overrides``
-    (``rl.field=value``), then ``fields`` (``None`` leaves a field as it is): what the RL benchmarks
-    train with. The overlong buffer is capped at the completion length, so a short
-    ``max_completion_length`` stays valid."""
-    from gr2.config import load_config
-
-    path = Path(run_dir) / "config.yaml"
-    cfg = load_config(path if path.exists() else None, list(overrides)).rl
-    changes = {k: v for k, v in fields.items() if v is not None}
-    length = changes.get("max_completion_length", cfg.max_completion_length)
-    return dataclasses.replace(cfg, **changes, overlong_buffer=min(cfg.overlong_buffer, length))

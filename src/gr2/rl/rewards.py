@@ -1,4 +1,4 @@
-"""Reward functions for the RL stage (DAPO) of the GR2 re-ranker — pure functions, stdlib + numpy only.
+"""Reward functions for the RL stage (DAPO) of the GR2 re-ranker — pure functions (stdlib, numpy, gr2.metrics).
 
 Sources are tagged like ``docs/method.md``: **[P]** the GR2 paper / technical report,
 **[DAPO]** DAPO (arXiv 2503.14476), **[D]** our own decision.
@@ -59,6 +59,10 @@ Consequences (all proven by ``tests/rl/test_rewards.py``):
 A list whose labels are all equal (e.g. no positive) has no discriminating pair: every order is
 perfect, so ``G = 0`` and a valid output earns ``α R_fmt`` [D]. Such groups have zero reward
 variance and are dropped by DAPO's dynamic sampling anyway.
+
+The metrics are the evaluation's own (:mod:`gr2.metrics.ranking`: one NDCG, one AUC). There an
+undefined metric (NDCG of a list without a positive, AUC of a list without two different labels) is
+``nan``; here it reads as ``1.0`` — every order is perfect — which gives the rule above.
 """
 
 from __future__ import annotations
@@ -71,6 +75,8 @@ from typing import Any, Protocol, Union
 
 import numpy as np
 import numpy.typing as npt
+
+from gr2.metrics.ranking import ndcg_at_k, pairwise_auc, pairwise_auc_counts
 
 __all__ = [
     "DEFAULT_ALPHA",
@@ -253,54 +259,45 @@ def format_reward(order: OrderLike | None, reasoning_ok: bool, *, k: int | None 
     return 1.0 if (bool(reasoning_ok) and as_permutation(order, k) is not None) else 0.0
 
 
+def _perfect_if_undefined(value: float) -> float:
+    """A metric of :mod:`gr2.metrics.ranking` as the rewards read it: ``nan`` (undefined on this
+    list) is ``1.0``, every order being perfect [D]."""
+    return 1.0 if math.isnan(value) else value
+
+
+def _ranked(order: OrderLike, labels: LabelsLike) -> npt.NDArray[np.float64]:
+    """The labels in the order of ``order`` (``ValueError`` if it is not a permutation)."""
+    labs = _as_labels(labels)
+    perm = as_permutation(order, len(labs))
+    if perm is None:
+        raise ValueError(f"order must be a permutation of 0..{len(labs) - 1}, got {order!r}")
+    return np.asarray(labs)[perm]
+
+
+def _ndcg(ranked: npt.NDArray[np.float64]) -> float:
+    """NDCG@K of a whole ranked list, ``1.0`` where undefined (no positive)."""
+    return _perfect_if_undefined(ndcg_at_k(ranked, ranked.shape[0]))
+
+
 def pairwise_auc_of_order(order: OrderLike, labels: LabelsLike) -> float:
-    """Pairwise AUC of ``order`` [P, graded pairs D].
+    """Pairwise AUC of ``order`` [P, graded pairs D] — :func:`gr2.metrics.ranking.pairwise_auc`.
 
     ``AUC = #{(i, j): label_i > label_j, i ranked before j} / #{(i, j): label_i > label_j}`` —
     every pair of candidates with different labels counts (so 2 vs 1 pairs too, not only
     positive vs negative). ``1.0`` when no pair has different labels (every order is perfect).
     """
-    labs = _as_labels(labels)
-    perm = as_permutation(order, len(labs))
-    if perm is None:
-        raise ValueError(f"order must be a permutation of 0..{len(labs) - 1}, got {order!r}")
-    correct, total = _auc_counts([labs[i] for i in perm])
-    return 1.0 if total == 0 else correct / total
-
-
-def _auc_counts(seq: Sequence[float]) -> tuple[int, int]:
-    """(correctly ordered pairs, discriminating pairs) of a label sequence in ranked order."""
-    correct = 0
-    total = 0
-    n = len(seq)
-    for a in range(n):
-        for b in range(a + 1, n):
-            if seq[a] != seq[b]:
-                total += 1
-                if seq[a] > seq[b]:
-                    correct += 1
-    return correct, total
-
-
-def _dcg(seq: Sequence[float]) -> float:
-    return sum((2.0**g - 1.0) / math.log2(p + 2) for p, g in enumerate(seq))
+    return _perfect_if_undefined(pairwise_auc(_ranked(order, labels)))
 
 
 def ndcg_of_order(order: OrderLike, labels: LabelsLike) -> float:
-    """Graded NDCG@K of ``order`` [P]: ``DCG / IDCG`` with ``DCG = Σ_p (2^g_p - 1) / log2(p + 1)``.
+    """Graded NDCG@K of ``order`` [P] — :func:`gr2.metrics.ranking.ndcg_at_k` with ``k = K``:
+    ``DCG / IDCG`` with ``DCG = Σ_p (2^g_p - 1) / log2(p + 1)``.
 
     ``p`` is the 1-based rank, ``K = len(labels)`` (the whole list), ``IDCG`` = DCG of the labels
     sorted descending. ``1.0`` when all labels are 0 (every order is perfect) [D].
     Range ``[1/log2(K+1), 1]`` otherwise.
     """
-    labs = _as_labels(labels)
-    perm = as_permutation(order, len(labs))
-    if perm is None:
-        raise ValueError(f"order must be a permutation of 0..{len(labs) - 1}, got {order!r}")
-    ideal = _dcg(sorted(labs, reverse=True))
-    if ideal == 0.0:
-        return 1.0
-    return _dcg([labs[i] for i in perm]) / ideal
+    return _ndcg(_ranked(order, labels))
 
 
 # --------------------------------------------------------------------------- #
@@ -386,8 +383,8 @@ def auc_reward(
     ``AUC = (K - rank)/(K - 1)``, so ``G_auc = (rank_pre - rank_new)/K = R_rank`` and this reward
     equals :func:`conditional_reward` exactly. It also keeps valid rewards in
     ``[-(K-1)/K, (K-1)/K + α]``, strictly above ``invalid = -1`` (an unscaled AUC gain reaches
-    ``-1`` when a perfect input is fully reversed). The gain is computed from integer pair
-    counts, so "``G > 0``" is exact.
+    ``-1`` when a perfect input is fully reversed). The gain is computed from the integer pair
+    counts behind the AUC (:func:`gr2.metrics.ranking.pairwise_auc_counts`), so "``G > 0``" is exact.
     """
     a = _check_alpha(alpha)
     bad = _check_invalid(invalid)
@@ -397,8 +394,8 @@ def auc_reward(
     if perm is None:
         return bad
     new_seq = [labs[i] for i in perm]
-    correct_new, total = _auc_counts(new_seq)
-    correct_in, _ = _auc_counts(labs)
+    correct_new, total = pairwise_auc_counts(new_seq)
+    correct_in, _ = pairwise_auc_counts(labs)
     gain = 0.0 if total == 0 else (correct_new - correct_in) * (n - 1) / (total * n)
     return _gated(gain, _is_perfect(labs), _is_perfect(new_seq), a, 1.0 if reasoning_ok else 0.0)
 
@@ -428,13 +425,9 @@ def ndcg_reward(
     if perm is None:
         return bad
     new_seq = [labs[i] for i in perm]
-    ideal = _dcg(sorted(labs, reverse=True))
-    if ideal == 0.0:
+    gain = _ndcg(np.asarray(new_seq)) - _ndcg(np.asarray(labs))  # 0 where undefined (no positive)
+    if abs(gain) < _GAIN_EPS:
         gain = 0.0
-    else:
-        gain = (_dcg(new_seq) - _dcg(labs)) / ideal
-        if abs(gain) < _GAIN_EPS:
-            gain = 0.0
     return _gated(gain, _is_perfect(labs), _is_perfect(new_seq), a, 1.0 if reasoning_ok else 0.0)
 
 

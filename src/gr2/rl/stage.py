@@ -45,7 +45,7 @@ from gr2.prompts.render import (
     build_messages,
 )
 from gr2.rl.config import RLConfig
-from gr2.runs import RunDir, atomic_path, atomic_write_json
+from gr2.runs import RunDir, atomic_path, atomic_write_json, read_jsonl
 
 if TYPE_CHECKING:
     from gr2.llm.constrained import RankingConstraint
@@ -124,11 +124,11 @@ def grpo_args(cfg: RLConfig, output_dir: Path, device: str) -> Any:
 
 def rollout_constraint(tokenizer: Any, cfg: RLConfig) -> RankingConstraint | None:
     """The ranking constraint rollouts are sampled through (``None``: free sampling). Answers end
-    as SFT taught them to: the chat template's end of turn (``gr2.sft.train.end_of_turn``)."""
+    as SFT taught them to: the chat template's end of turn (:func:`gr2.prompts.chat.end_of_turn`)."""
     if not cfg.constrained_rollouts:
         return None
     from gr2.llm.constrained import RankingConstraint
-    from gr2.sft.train import end_of_turn
+    from gr2.prompts.chat import end_of_turn
 
     return RankingConstraint(tokenizer, reasoning=cfg.reasoning, sid_wrap=cfg.prompt.sid_wrap,
                              end_text=end_of_turn(tokenizer))
@@ -148,16 +148,9 @@ def _jsonl_logger(path: Path) -> Any:
     return JsonlLogger()
 
 
-def read_log(path: Path) -> list[dict[str, Any]]:
-    """The lines of a ``log.jsonl`` (empty when it does not exist)."""
-    if not path.exists():
-        return []
-    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
-
-
 def _truncate_log(path: Path, step: int) -> None:
     """Drop log lines after ``step`` (written by an interrupted run past its last checkpoint)."""
-    lines = [x for x in read_log(path) if x["step"] <= step]
+    lines = [x for x in read_jsonl(path) if x["step"] <= step]
     with atomic_path(path) as tmp:
         tmp.write_text("".join(json.dumps(x) + "\n" for x in lines), encoding="utf-8")
 
@@ -245,7 +238,7 @@ def run_rl(run: RunDir, cfg: RLConfig) -> dict:
     prior = PositionPrior.load(source)
     if prior is not None:  # direct scoring of the policy adds its initial model's position prior
         prior.save(out / "model")
-    lines = read_log(out / "log.jsonl")
+    lines = read_jsonl(out / "log.jsonl")
     seconds = time.perf_counter() - t0
     metrics = {
         "policy": source,

@@ -22,7 +22,7 @@ import numpy as np
 import pandas as pd
 
 from gr2.prompts.render import ItemText
-from gr2.sid.render import render_sid
+from gr2.prompts.sids import render_sid
 
 __all__ = ["Catalogue", "ColdStartUnavailable", "Item"]
 

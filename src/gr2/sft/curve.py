@@ -1,7 +1,7 @@
 """Learning curve of the ``sft`` stage: validation N@5 against training lists seen.
 
 Both objectives (trace SFT and listwise) get the same curve, measured the way the eval's direct rows
-are (:func:`gr2.eval.direct.rerank_lists_direct` on a seeded sample of validation lists, shown in
+are (:func:`gr2.llm.rerank.rerank_lists_direct` on a seeded sample of validation lists, shown in
 the trained prompt's order), so curves of different objectives on the same budget can be laid over
 each other (``report/sft_curve.png``). One JSON line per point in ``sft/curve.jsonl``; a resumed run
 appends its points after the ones already there.
@@ -20,7 +20,7 @@ from transformers import TrainerCallback
 
 from gr2.llm.scoring import PositionPrior
 from gr2.prompts.render import ItemText, PromptConfig
-from gr2.report.artifacts import read_jsonl
+from gr2.runs import read_jsonl
 
 __all__ = ["CurveCallback", "curve_steps", "val_metrics"]
 
@@ -36,8 +36,8 @@ def val_metrics(model: Any, tokenizer: Any, lists: pd.DataFrame, items: Mapping[
     """Direct-mode ``R@1`` and ``N@5`` of ``model`` on ``lists`` (one positive label per list; with the
     model's position ``prior``, as the eval scores it), the pre-rank order's ``prerank_N@5`` on the
     same lists and their number ``lists``."""
-    from gr2.eval.direct import rerank_lists_direct
-    from gr2.eval.metrics import labels_in_order, ndcg_at_k, recall_at_k
+    from gr2.llm.rerank import rerank_lists_direct
+    from gr2.metrics.ranking import labels_in_order, ndcg_at_k, recall_at_k
 
     was_training = model.training
     model.eval()

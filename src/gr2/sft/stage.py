@@ -43,7 +43,7 @@ def curve_callbacks(run: RunDir, cfg: SFTConfig, tokenizer: Any, items: Any, pro
     """The learning-curve callback (``sft/curve.jsonl``) when ``cfg.curve_lists > 0``, else none."""
     if not cfg.curve_lists:
         return []
-    from gr2.eval.rerank import sample_lists
+    from gr2.lists import sample_lists
     from gr2.sft.curve import CurveCallback
 
     lists = sample_lists(run, "val", cfg.curve_lists, cfg.seed)
@@ -54,7 +54,7 @@ def curve_callbacks(run: RunDir, cfg: SFTConfig, tokenizer: Any, items: Any, pro
 def position_prior(run: RunDir) -> Any:
     """The position prior of all of the run's training lists (:class:`gr2.llm.scoring.PositionPrior`),
     with the model's part starting at :data:`gr2.sft.listwise.INITIAL_MODEL_SCALE`."""
-    from gr2.eval.stage import load_lists
+    from gr2.lists import load_lists
     from gr2.llm.scoring import PositionPrior
     from gr2.sft.listwise import INITIAL_MODEL_SCALE
 
@@ -82,7 +82,7 @@ def run_sft(run: RunDir, cfg: SFTConfig) -> dict:
     callbacks = curve_callbacks(run, cfg, tok, items, prompt, prior)
     meta = {"init": cfg.init, "init_path": source}
     if cfg.objective == "listwise":
-        from gr2.eval.rerank import sample_lists
+        from gr2.lists import sample_lists
         from gr2.sft.listwise import encode_lists, train_listwise
 
         lists = sample_lists(run, "train", cfg.listwise_lists, cfg.seed)

@@ -3,7 +3,7 @@
 Examples are tokenised here, not by TRL, because the loss weights need character offsets: the
 prompt is the tokenizer's chat template of ``messages`` with the generation prompt
 (:func:`gr2.prompts.chat.apply_chat_template`, ChatML when the tokenizer has none); the completion
-is the assistant text followed by the template's end-of-turn token (:func:`end_of_turn`). The
+is the assistant text followed by the template's end-of-turn token (:func:`gr2.prompts.chat.end_of_turn`). The
 completion starts where the tokenised prompt and prompt+completion diverge, as in TRL. Each token
 gets a part id (:mod:`gr2.sft.weights`), carried as a ``token_parts`` column next to ``input_ids``
 and ``labels``; TRL keeps pre-tokenised datasets as they are (and still truncates and filters them).
@@ -38,7 +38,7 @@ from typing import Any
 import torch
 from trl import SFTTrainer
 
-from gr2.prompts.chat import apply_chat_template
+from gr2.prompts.chat import apply_chat_template, end_of_turn
 from gr2.runs import atomic_write_json
 from gr2.sft.config import SFTConfig
 from gr2.sft.weights import (
@@ -54,21 +54,6 @@ log = logging.getLogger(__name__)
 
 PARTS = "token_parts"
 """Dataset/batch column with each token's part id (0 prompt, 1 reasoning, 2 ranking)."""
-_PROBE = "GR2-END-OF-TURN-PROBE"
-
-
-def end_of_turn(tokenizer: Any) -> str:
-    """What must follow an assistant message for generation to stop: the template's text after an
-    assistant message (e.g. ``<|im_end|>``), stripped, plus the EOS token when that text does not
-    already end with it (generation stops on EOS only: :mod:`gr2.llm.generate`)."""
-    rendered = apply_chat_template(
-        tokenizer, [{"role": "user", "content": "x"}, {"role": "assistant", "content": _PROBE}],
-        add_generation_prompt=False, fallback="chatml")
-    tail = rendered[rendered.rindex(_PROBE) + len(_PROBE):].strip()
-    eos = tokenizer.eos_token or ""
-    return tail if tail.endswith(eos) else tail + eos
-
-
 def encode_example(tokenizer: Any, messages: Sequence[Mapping[str, str]], completion: str,
                    eot: str | None = None) -> dict[str, list[int]]:
     """``input_ids``, ``labels`` (-100 on the prompt) and ``token_parts`` of one example.

@@ -5,7 +5,7 @@ Importing this package is cheap (no torch); the heavy parts load on first use::
     from gr2.sid import run_sid, run_ablation, assign_new_items, render_sid, parse_sid
 
 - :mod:`gr2.sid.config` — :class:`SidConfig`
-- :mod:`gr2.sid.render` — render/parse SID strings (pure)
+- :mod:`gr2.prompts.sids` — render/parse SID strings (pure)
 - :mod:`gr2.sid.uniqueness` — random last level, collision resolution, cold start (pure numpy)
 - :mod:`gr2.sid.report` — uniqueness, buckets, codes used, perplexity (pure numpy)
 - :mod:`gr2.sid.embed` — item text and cached sentence embeddings
@@ -18,8 +18,8 @@ Importing this package is cheap (no torch); the heavy parts load on first use::
 from __future__ import annotations
 
 from gr2._lazy import lazy_exports
+from gr2.prompts.sids import parse_sid, render_sid
 from gr2.sid.config import SidConfig
-from gr2.sid.render import parse_sid, render_sid
 
 _LAZY = {
     "run_sid": "gr2.sid.stage",

@@ -20,10 +20,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from gr2.prompts.sids import render_sid
 from gr2.runs import RunDir, atomic_write_json, atomic_write_parquet
 from gr2.sid.config import SidConfig
 from gr2.sid.embed import EmbedFn, embed_texts, model_embed_fn, model_id, render_texts
-from gr2.sid.render import render_sid
 from gr2.sid.report import extra_level_count, level_stats, uniqueness_stats
 from gr2.sid.tokenizer import (
     Assignment,

@@ -15,7 +15,7 @@ teacher is not always at hand. This teacher needs neither:
 Honesty. On a training list (target ``s[-3]``) the teacher must not see the target. Every statistic
 it uses (model features *and* stated facts) comes from a :class:`~gr2.rerank.FeatureBuilder` fitted
 on :func:`~gr2.traces.facts.evidence_sequences` — ``s[:-3]`` per user for training lists, the same sequences the honest
-training pre-ranker saw (``gr2.prerank.stage``), and ``Split.train`` for validation/test lists. Only
+training pre-ranker saw (``gr2.candidates.stage``), and ``Split.train`` for validation/test lists. Only
 the LambdaMART *weights* are learned on the validation lists (features from ``Split.train``); they are
 then applied with the training-list feature builder.
 
@@ -126,7 +126,7 @@ class EvidenceTeacher:
         """Build from ``data/``, ``sid/sids.parquet`` and ``candidates/val.parquet`` of ``run`` for
         explaining lists of ``split``; ``sid_wrap`` as in :class:`~gr2.prompts.render.PromptConfig`."""
         from gr2.data.stage import load_items, load_split
-        from gr2.sid.render import render_sid
+        from gr2.prompts.sids import render_sid
 
         data = load_split(run)
         table = pd.read_parquet(run.file("sid", "sids.parquet")).sort_values("item_id", kind="stable")

@@ -14,8 +14,8 @@ import dataclasses
 from collections.abc import Sequence
 from typing import Any
 
-from gr2.eval.metrics import evaluate_rankings
-from gr2.eval.stats import paired_bootstrap
+from gr2.metrics.bootstrap import paired_bootstrap
+from gr2.metrics.ranking import evaluate_rankings
 from gr2.traces.config import TracesConfig
 from gr2.traces.sampling import TraceExample, sample_traces
 from gr2.traces.stats import record_labels

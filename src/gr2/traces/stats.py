@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from gr2.eval.metrics import evaluate_rankings
+from gr2.metrics.ranking import evaluate_rankings
 from gr2.prompts.parse import STATUSES
 
 __all__ = ["trace_stats", "length_summary", "record_labels"]

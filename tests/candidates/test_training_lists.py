@@ -1,4 +1,4 @@
-"""Training lists (gr2.prerank.stage): several positions per user, and pre-rankers cross-fitted over
+"""Training lists (gr2.candidates.stage): several positions per user, and pre-rankers cross-fitted over
 user folds so that no list's pre-ranker saw its user's items (its target above all)."""
 
 from __future__ import annotations
@@ -10,17 +10,17 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from gr2.config import load_config
-from gr2.data.splits import Split
-from gr2.pipeline import run_pipeline
-from gr2.prerank.base import Preranker
-from gr2.prerank.config import CandidatesConfig
-from gr2.prerank.stage import (
+from gr2.candidates.config import CandidatesConfig
+from gr2.candidates.stage import (
     Example,
     build_training_lists,
     training_examples,
     user_folds,
 )
+from gr2.config import load_config
+from gr2.data.splits import Split
+from gr2.pipeline import run_pipeline
+from gr2.prerank.base import Preranker
 
 TINY = ["data.k_core=2", "candidates.prerank=cooc"]
 

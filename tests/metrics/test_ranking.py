@@ -1,4 +1,4 @@
-"""Tests for gr2.eval.metrics.
+"""Tests for gr2.metrics.ranking.
 
 Hand-computed cases plus a cross-check against trec_eval (through
 ``ir_measures`` 0.4.3's pytrec_eval provider, i.e. ``pytrec-eval-terrier``).
@@ -19,13 +19,14 @@ import math
 import numpy as np
 import pytest
 
-from gr2.eval.metrics import (
+from gr2.metrics.ranking import (
     evaluate_rankings,
     labels_in_order,
     metric_keys,
     mrr,
     ndcg_at_k,
     pairwise_auc,
+    pairwise_auc_counts,
     per_list_metrics,
     rank_of,
     recall_at_k,
@@ -263,6 +264,31 @@ def test_auc_nan_without_label_differences() -> None:
     # other metrics are still defined when all are positive
     assert ndcg_at_k([1, 1, 1], 3) == 1.0
     assert recall_at_k([1, 1, 1], 1) == pytest.approx(1 / 3)
+
+
+def test_auc_counts() -> None:
+    # pairs with different labels: (2,1), (2,0)x2, (1,0)x2 = 5; in order [0, 2, 1, 0]: 3 correct
+    assert pairwise_auc_counts([0, 2, 1, 0]) == (3, 5)
+    assert pairwise_auc_counts([1, 1, 1]) == (0, 0)
+    assert pairwise_auc_counts([2]) == (0, 0)
+    for lab in _random_runs(seed=5, n=100, max_grade=2):
+        correct, total = pairwise_auc_counts(lab)
+        assert isinstance(correct, int) and isinstance(total, int)
+        assert nan_equal(pairwise_auc(lab), correct / total if total else math.nan, tol=0.0)
+
+
+def test_rewards_read_nan_as_every_order_perfect() -> None:
+    """One NDCG, one AUC: the RL rewards' metrics are these functions, with ``nan`` (undefined) read
+    as 1.0 — every order of a degenerate list is perfect, so its ranking gain is 0."""
+    from gr2.rl.rewards import ndcg_of_order, pairwise_auc_of_order
+
+    rng = np.random.default_rng(3)
+    for lab in _random_runs(seed=7, n=150, max_grade=2):
+        order = rng.permutation(len(lab))
+        ranked = labels_in_order(order, lab)
+        for ours, theirs in ((ndcg_at_k(ranked, len(lab)), ndcg_of_order(order, lab)),
+                             (pairwise_auc(ranked), pairwise_auc_of_order(order, lab))):
+            assert theirs == (1.0 if math.isnan(ours) else ours)
 
 
 @pytest.mark.parametrize("bad_k", [0, -1])

@@ -16,7 +16,7 @@ class CandidatesConfig:
     the validation item; both come from a pre-ranker fitted on the training split only. Training
     lists (for SFT/RL) must be just as honest: a training list's target is an item of the user's
     training sequence, so its lists come from pre-rankers that never saw that item
-    (``train_folds``; the argument is in :mod:`gr2.prerank.stage`).
+    (``train_folds``; the argument is in :mod:`gr2.candidates.stage`).
     """
 
     prerank: str = "sasrec"

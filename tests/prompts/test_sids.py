@@ -1,6 +1,6 @@
 import pytest
 
-from gr2.sid.render import (
+from gr2.prompts.sids import (
     SID_BEGIN,
     SID_END,
     iter_sids,

@@ -1,4 +1,4 @@
-"""Tests for gr2.eval.stats (bootstrap CIs and paired bootstrap test)."""
+"""Tests for gr2.metrics.bootstrap (bootstrap CIs and paired bootstrap test)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import time
 import numpy as np
 import pytest
 
-from gr2.eval.stats import bootstrap_ci, format_p_value, paired_bootstrap
+from gr2.metrics.bootstrap import bootstrap_ci, format_p_value, paired_bootstrap
 
 PAIRED_KEYS = {
     "n", "mean_a", "mean_b", "diff", "diff_lo", "diff_hi",

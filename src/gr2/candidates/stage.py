@@ -34,11 +34,12 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from gr2.candidates.config import CandidatesConfig
+from gr2.checks import ConfigError
 from gr2.data.splits import Split
 from gr2.data.stage import load_split
 from gr2.prerank import make_preranker
 from gr2.prerank.base import Preranker, top_k
-from gr2.prerank.config import CandidatesConfig
 from gr2.runs import RunDir, atomic_write_json, atomic_write_parquet, read_json
 
 log = logging.getLogger(__name__)
@@ -201,8 +202,6 @@ def run_candidates(run: RunDir, cfg: CandidatesConfig) -> dict:
     stats = read_json(run.file("data", "stats.json"))
     n_items, max_history = stats["items"], stats.get("max_history", 50)
     if cfg.k > n_items:
-        from gr2.config import ConfigError
-
         raise ConfigError(f"candidates: k={cfg.k} is more than the catalogue's {n_items} items "
                           f"({run.path / 'data' / 'stats.json'})")
     out = run.stage_dir("candidates")

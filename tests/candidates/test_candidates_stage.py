@@ -12,14 +12,14 @@ import pandas as pd
 import pytest
 import tiny_llm
 
+from gr2.candidates.stage import sample_lists
 from gr2.cli import main
 from gr2.config import load_config
 from gr2.eval.retrieval import run_retrieval_eval
 from gr2.llm.vocab import add_sid_tokens
 from gr2.pipeline import run_pipeline
-from gr2.prerank.stage import sample_lists
+from gr2.prompts.sids import render_sid
 from gr2.runs import RunDir, model_source
-from gr2.sid.render import render_sid
 
 TINY = ["data.k_core=2", "candidates.params.sasrec.max_epochs=2", "candidates.params.sasrec.hidden=16",
         "candidates.params.sasrec.progress=false"]
@@ -78,7 +78,7 @@ def test_llm_preranker_lists_and_retrieval_eval(generic_dir: Path, tmp_path: Pat
                              "candidates.train_prerank=popularity", "candidates.keep_missed=true",
                              "candidates.params.llm.batch_size=3"],
                       base={"data": {"dataset": str(generic_dir)}})
-    from gr2.prerank.stage import run_candidates
+    from gr2.candidates.stage import run_candidates
 
     run_candidates(run, cfg.candidates)
     report = json.loads((run.path / "candidates/prerank.json").read_text())
@@ -111,7 +111,7 @@ def test_llm_preranker_lists_and_retrieval_eval(generic_dir: Path, tmp_path: Pat
 def test_llm_preranker_needs_a_model(generic_dir: Path, tmp_path: Path):
     cfg = load_config(None, [*TINY, "candidates.prerank=llm"], base={"data": {"dataset": str(generic_dir)}})
     run = run_pipeline(tmp_path / "run", cfg, stages=["data"])
-    from gr2.prerank.stage import run_candidates
+    from gr2.candidates.stage import run_candidates
 
     with pytest.raises(FileNotFoundError, match="gr2 sid"):
         run_candidates(run, cfg.candidates)

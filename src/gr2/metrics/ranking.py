@@ -7,10 +7,13 @@ Conventions
   position 1 first. Label ``0`` means not relevant, ``> 0`` relevant
   (e.g. 1 = click, 2 = click + conversion).
 * Ranks are 1-based: the first element of ``ranked_labels`` has rank 1.
-* A list with no relevant candidate makes recall, NDCG and MRR undefined; they
-  return ``float('nan')``. ``pairwise_auc`` returns ``nan`` when the list has no
-  pair of candidates with different labels. Aggregation
-  (:func:`evaluate_rankings`) skips ``nan`` values per metric.
+* Degenerate lists — the one rule for every gr2 metric: a list with no relevant
+  candidate makes recall, NDCG and MRR undefined; they return ``float('nan')``.
+  ``pairwise_auc`` returns ``nan`` when the list has no pair of candidates with
+  different labels (no positive, or all labels equal). Aggregation
+  (:func:`evaluate_rankings`) and the bootstrap (:mod:`gr2.metrics.bootstrap`)
+  skip ``nan`` values per metric. The RL rewards (:mod:`gr2.rl.rewards`) use these
+  same functions and read an undefined metric as "every order is perfect".
 * A cutoff ``k`` larger than the list length is allowed and behaves like
   ``k = len(ranked_labels)``.
 
@@ -36,6 +39,7 @@ __all__ = [
     "ndcg_at_k",
     "mrr",
     "pairwise_auc",
+    "pairwise_auc_counts",
     "rank_of",
     "per_list_metrics",
     "evaluate_rankings",
@@ -227,19 +231,39 @@ def mrr(ranked_labels: LabelsLike) -> float:
     return 1.0 / (int(rel[0]) + 1)
 
 
-def _auc_unchecked(lab: npt.NDArray[np.float64]) -> float:
-    """:func:`pairwise_auc` on an already validated 1-D float array."""
+def _auc_counts_unchecked(lab: npt.NDArray[np.float64]) -> tuple[int, int]:
+    """:func:`pairwise_auc_counts` on an already validated 1-D float array."""
     n = lab.shape[0]
     if n < 2:
-        return math.nan
+        return 0, 0
     # O(K^2) pair matrix; fine for re-ranking list sizes (K up to a few thousand).
     gt = lab[:, None] > lab[None, :]  # gt[p, q] = g_p > g_q (p, q are positions)
     n_pairs_total = int(np.count_nonzero(gt))  # each differing pair counted once
     if n_pairs_total == 0:
-        return math.nan
+        return 0, 0
     # correct: the more relevant one is at the earlier position (p < q)
     correct = int(np.count_nonzero(gt & _upper_mask(n)))
+    return correct, n_pairs_total
+
+
+def _auc_unchecked(lab: npt.NDArray[np.float64]) -> float:
+    """:func:`pairwise_auc` on an already validated 1-D float array."""
+    correct, n_pairs_total = _auc_counts_unchecked(lab)
+    if n_pairs_total == 0:
+        return math.nan
     return correct / n_pairs_total
+
+
+def pairwise_auc_counts(ranked_labels: LabelsLike) -> tuple[int, int]:
+    """The integer counts behind :func:`pairwise_auc`: ``(correct, total)``.
+
+    ``total = |{(i, j) : g_i > g_j}|`` (pairs with different labels) and
+    ``correct`` = those with the more relevant candidate ranked above, so
+    ``pairwise_auc = correct / total`` (``nan`` when ``total == 0``). Exact
+    integers, for callers that compare AUCs of one list without rounding (the
+    AUC reward's gain).
+    """
+    return _auc_counts_unchecked(_as_labels(ranked_labels))
 
 
 def pairwise_auc(ranked_labels: LabelsLike) -> float:

@@ -1,0 +1,85 @@
+"""The pipeline's stages, declared: each stage's function, config section, the stages it reads and
+the files it promises (:data:`STAGES`, in order). :mod:`gr2.pipeline` runs them, and the run's report
+(:mod:`gr2.report`) orders its sections by them; neither imports the other's module for it.
+
+A stage's function is named as ``module:function`` and imported only when it runs, so ``gr2 --help``
+does not import torch; the architecture test (``tests/core/test_architecture.py``) reads these names
+as imports of :mod:`gr2.pipeline`.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from gr2.config import RunConfig
+    from gr2.runs import RunDir
+
+
+@dataclass(frozen=True)
+class Stage:
+    name: str
+    """Sub-folder of the run directory and name on the command line."""
+    function: str
+    """``module:function`` run as ``function(run, config_section)``; imported lazily so that
+    ``gr2 --help`` does not import torch."""
+    section: str
+    """Attribute of :class:`RunConfig` passed to the function."""
+    upstream: tuple[str, ...]
+    """Stages whose outputs this one reads."""
+    outputs: tuple[str, ...]
+    """Files (relative to the run directory) that must exist for the stage to count as done."""
+    after: tuple[str, ...] = ()
+    """Stages read only when present (e.g. the models the eval table scores): not required, but a
+    stage that re-ran in the same call makes this one re-run too."""
+    resumes: tuple[str, ...] = ()
+    """Outputs the stage reads back when it resumes from a checkpoint (kept in place when it starts;
+    see :func:`set_aside`)."""
+
+    def load(self) -> Callable[[RunDir, Any], dict[str, Any]]:
+        module, _, attr = self.function.partition(":")
+        return getattr(importlib.import_module(module), attr)
+
+
+STAGES: tuple[Stage, ...] = (
+    Stage("data", "gr2.data.stage:run_data", "data", (),
+          ("data/items.parquet", "data/interactions.parquet", "data/stats.json")),
+    Stage("sid", "gr2.sid.stage:run_sid", "sid", ("data",),
+          ("sid/sids.parquet", "sid/report.json")),
+    Stage("candidates", "gr2.candidates.stage:run_candidates", "candidates", ("data",),
+          ("candidates/train.parquet", "candidates/val.parquet", "candidates/test.parquet",
+           "candidates/prerank.json")),
+    Stage("midtrain", "gr2.midtrain.stage:run_midtrain", "midtrain", ("data", "sid"),
+          ("midtrain/model/config.json", "midtrain/metrics.json")),
+    Stage("traces", "gr2.traces.stage:run_traces", "traces", ("data", "sid", "candidates"),
+          ("traces/samples.jsonl", "traces/accepted.jsonl", "traces/stats.json"), resumes=("traces/samples.jsonl",)),
+    Stage("sft", "gr2.sft.stage:run_sft", "sft", ("midtrain", "traces"),
+          ("sft/model/config.json", "sft/metrics.json")),
+    Stage("rl", "gr2.rl.stage:run_rl", "rl", ("sft",),
+          ("rl/model/config.json", "rl/metrics.json", "rl/log.jsonl"), resumes=("rl/log.jsonl",)),
+    Stage("eval", "gr2.eval.stage:run_eval", "eval", ("data", "candidates"),
+          ("eval/results.json", "eval/results.md"), after=("midtrain", "sft", "rl")),
+)
+STAGE_NAMES = tuple(s.name for s in STAGES)
+
+SLATE_STAGES: dict[str, Stage] = {
+    "data": Stage("data", "gr2.slates.stage:run_slates_data", "slates", (),
+                  ("data/items.parquet", "data/interactions.parquet", "data/stats.json", "data/slates.parquet")),
+    "candidates": Stage("candidates", "gr2.slates.stage:run_slates_candidates", "slates", ("data",),
+                        ("candidates/train.parquet", "candidates/val.parquet", "candidates/test.parquet",
+                         "candidates/slates.json")),
+}
+"""With ``slates.path`` set, these replace the data and candidates stages (docs/slates.md)."""
+
+
+def get_stage(name: str, cfg: RunConfig | None = None) -> Stage:
+    """The stage called ``name``; the slates version of it when ``cfg`` reads slates."""
+    if cfg is not None and cfg.slates.path and name in SLATE_STAGES:
+        return SLATE_STAGES[name]
+    for stage in STAGES:
+        if stage.name == name:
+            return stage
+    raise KeyError(f"unknown stage {name!r}; stages: {', '.join(STAGE_NAMES)}")
