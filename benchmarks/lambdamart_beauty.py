@@ -40,7 +40,7 @@ K = 10
 REPORT = ("R@1", "R@3", "R@5", "R@10", "N@3", "N@5", "N@10")
 
 ABLATIONS: dict[str, tuple[str, ...]] = {
-    # method.md §2: "with only position, score, popularity and category overlap it gains nothing"
+    # docs/method.md §2: "with only position, score, popularity and category overlap it gains nothing"
     "pos+score+pop+cat": ("pos", "score", "score_gap_best", "score_gap_next", "score_z", "log_pop",
                           "cat_lcp_last", "cat_share_d1", "cat_share_d2", "cat_share_d3", "cat_share_d4"),
     "no transitions": tuple(),  # filled below: all minus trans_*

@@ -28,7 +28,7 @@ must hold a whole ranking). Then it reads every ``<out>/<arm>/log.jsonl`` and dr
 arms on the same axes (``<out>/reward_hacking.png``):
 
 * identity-copy rate — the answer repeats the pre-rank order (``rl/copy_prerank_rate``: the hack
-  the conditional reward closes, method.md §7; solid) or the order shown (``rl/copy_shown_rate``:
+  the conditional reward closes, docs/method.md §7; solid) or the order shown (``rl/copy_shown_rate``:
   position copying; dashed);
 * mean reward (``reward``, each under its own reward function, overlong penalty included);
 * valid-output rate (``rl/valid_rate``);
@@ -97,7 +97,7 @@ def val_lists(run_dir: Path, n: int, seed: int) -> pd.DataFrame:
 def val_callback(lists: pd.DataFrame, items: Any, prompt_cfg: Any, tokenizer: Any, max_new_tokens: int,
                  every: int, path: Path, mode: str = "reasoning") -> Any:
     """A callback that re-ranks ``lists`` before training and every ``every`` steps — greedily
-    (``mode="reasoning"``) or by direct scoring (``"direct"``, gr2.eval.direct: no generation) — and
+    (``mode="reasoning"``) or by direct scoring (``"direct"``, gr2.llm.rerank: no generation) — and
     appends ``{"step", "val/N@5", "val/valid_rate", "val/identity_rate_prerank"}`` to ``path``."""
     from transformers import TrainerCallback
 

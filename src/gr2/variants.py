@@ -47,7 +47,7 @@ VARIANTS: dict[str, Variant] = {
         "the base run samples rejection traces: its own SFT and RL rows are the rejection ones"),
     "reasoning-free": Variant(
         ("rl.reasoning=false",),
-        "RL of the base's reasoning SFT model with ranking-only answers (method.md §9)",
+        "RL of the base's reasoning SFT model with ranking-only answers (docs/method.md §9)",
         "the base run's RL is reasoning-free already (rl.reasoning=false): its own RL row is the "
         "reasoning-free GR2"),
 }

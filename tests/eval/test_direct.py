@@ -11,7 +11,7 @@ import torch
 
 import gr2.eval.llm_rows as rows
 import gr2.eval.rerank as rr
-import gr2.eval.systems as systems
+from gr2.eval import systems
 from gr2.eval.config import EvalConfig
 from gr2.eval.llm_rows import llm_row_specs
 from gr2.eval.stage import run_eval

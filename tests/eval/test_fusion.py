@@ -6,8 +6,8 @@ from __future__ import annotations
 import dataclasses
 import json
 
-import gr2.eval.systems as systems
 import gr2.llm.rerank as direct
+from gr2.eval import systems
 from gr2.eval.config import EvalConfig
 from gr2.eval.fusion import SAME_LISTS_ROW, fusion_model
 from gr2.eval.stage import run_eval

@@ -14,8 +14,8 @@ import tiny_llm
 
 import gr2.eval.llm_rows as rows
 import gr2.eval.rerank as rr
-import gr2.eval.systems as systems
 import gr2.llm.rerank as llm_rerank
+from gr2.eval import systems
 from gr2.eval.config import EvalConfig
 from gr2.eval.stage import run_eval
 from gr2.llm.generate import GenerationParams
@@ -63,7 +63,7 @@ def oracle(lists: pd.DataFrame):
 
 
 def write_system(run, name: str, split: str, orders: dict, model: str = "m") -> None:
-    """A saved system as :func:`gr2.eval.rerank.save_system` writes it (the fields the table reads)."""
+    """A saved system as :func:`gr2.eval.systems.save_system` writes it (the fields the table reads)."""
     systems.system_path(run, name).parent.mkdir(parents=True, exist_ok=True)
     systems.system_path(run, name).write_text(json.dumps({
         "name": name, "model": model, "split": split, "n_lists": len(orders), "orders": orders,

@@ -1,4 +1,4 @@
-"""The candidates stage (method.md §2): fit a pre-ranker on the training split and write the
+"""The candidates stage (docs/method.md §2): fit a pre-ranker on the training split and write the
 K-candidate lists the LLM re-ranker permutes, for train (cross-fitted pre-rankers), val and test.
 
 Light on import (no torch): the config in :mod:`gr2.candidates.config` (``CandidatesConfig``, read by

@@ -31,7 +31,7 @@ class CandidatesConfig:
     k: int = 10
     """Number of candidates per list."""
     exclude_seen: bool = True
-    """Never propose an item already in the user's history (method.md §2: without this an
+    """Never propose an item already in the user's history (docs/method.md §2: without this an
     unfiltered SASRec puts the user's own last item first and hands re-rankers a fake win)."""
     keep_missed: bool = False
     """Paper protocol (``False``): keep only lists that contain the target. ``True`` keeps all

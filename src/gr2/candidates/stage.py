@@ -1,6 +1,6 @@
 """The candidates stage: fit the pre-ranker and write K-candidate lists for train, val and test.
 
-Honesty rules (method.md §2):
+Honesty rules (docs/method.md §2):
 
 * val/test lists come from a pre-ranker fitted on the training split only, and never propose an
   item the user has already seen (``exclude_seen``);
@@ -38,6 +38,7 @@ from gr2.candidates.config import CandidatesConfig
 from gr2.checks import ConfigError
 from gr2.data.splits import Split
 from gr2.data.stage import load_split
+from gr2.metrics.ranking import target_rank_metrics
 from gr2.prerank import make_preranker
 from gr2.prerank.base import Preranker, top_k
 from gr2.runs import RunDir, atomic_write_json, atomic_write_parquet, read_json
@@ -111,11 +112,9 @@ def lists_frame(examples: list[Example], cands: np.ndarray, scores: np.ndarray, 
     hit = cands == targets[:, None]
     found = hit.any(axis=1)
     rank = np.where(found, hit.argmax(axis=1) + 1, 0)
-    ndcg = np.where(found, 1.0 / np.log2(np.maximum(rank, 1) + 1.0), 0.0)
     quality = {
         "lists": len(examples),
-        f"R@{cfg.k}": round(float(found.mean()), 5),
-        f"N@{cfg.k}": round(float(ndcg.mean()), 5),
+        **{key: round(v, 5) for key, v in target_rank_metrics(rank, [cfg.k]).items()},
         "kept": int(len(examples) if cfg.keep_missed else found.sum()),
     }
     df = pd.DataFrame(

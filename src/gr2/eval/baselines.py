@@ -1,4 +1,4 @@
-"""Orderings every results table shows next to the models (method.md §1): the input (pre-rank)
+"""Orderings every results table shows next to the models (docs/method.md §1): the input (pre-rank)
 order, random orders, a popularity order and the oracle. An *order* is a permutation of candidate
 positions, best first."""
 

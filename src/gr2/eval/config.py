@@ -26,7 +26,7 @@ class EvalConfig:
     """Seed of the random baseline and of the bootstrap."""
     lambdamart: bool = True
     """Add the LambdaMART re-ranker row (LightGBM over cheap features, fitted on validation lists:
-    the non-LLM bar of method.md §2). Only on the test split, where its training lists are honest."""
+    the non-LLM bar of docs/method.md §2). Only on the test split, where its training lists are honest."""
     lambdamart_params: dict[str, Any] = field(default_factory=dict)
     """Fields of :class:`gr2.rerank.LambdaMARTConfig` (e.g. ``learning_rate``, ``cv_folds``)."""
     llm_models: list[str] = field(default_factory=lambda: ["sft", "rl"])
@@ -37,7 +37,7 @@ class EvalConfig:
     """How each LLM re-ranks, one row per model and mode: ``reasoning`` — the model writes its answer
     (greedy; parsed, repaired when invalid); ``direct`` — nothing is generated, every candidate is
     scored by the log-probability of its SID as the first recommendation (the reasoning-free serving
-    mode, :mod:`gr2.eval.direct`; always a valid ranking; ~1 s per list for the 135M model on 2 CPU
+    mode, :func:`gr2.llm.rerank.rerank_lists_direct`; always a valid ranking; ~1 s per list for the 135M model on 2 CPU
     cores against ~24 s to write a 400-token answer, BENCHMARKS.md)."""
     llm_controls: bool = True
     """Add a presentation control per LLM row: the same model with the candidates shown in the other

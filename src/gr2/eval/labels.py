@@ -2,7 +2,7 @@
 
 A run's SFT model is "SFT (rejection traces)" or "SFT (targeted traces)" (``traces.mode``); its RL
 model, started from that SFT model, is "GR2 (rejection → RL)", "targeted → RL", or with
-``rl.reasoning=false`` "reasoning-free GR2" / "reasoning-free targeted → RL" (method.md §6-7, §9).
+``rl.reasoning=false`` "reasoning-free GR2" / "reasoning-free targeted → RL" (docs/method.md §6-7, §9).
 The same holds for a variant trained inside the run (``variants/targeted/sft``, :mod:`gr2.variants`),
 so the paper's table reads the same whichever run is the base. A student trained with the listwise
 objective (``sft.objective: listwise``, no traces) is "SFT (listwise)" ("SFT (listwise + position

@@ -1,4 +1,4 @@
-"""``gr2 eval retrieval``: the mid-trained LLM as a full-catalogue retriever (method.md §4) next to the
+"""``gr2 eval retrieval``: the mid-trained LLM as a full-catalogue retriever (docs/method.md §4) next to the
 popularity and co-occurrence pre-rankers (:mod:`gr2.prerank`) on the same users. The retrieval itself
 (trie-constrained beam search over every valid SID, Recall@k / NDCG@k of the held-out target) is
 :func:`gr2.llm.retrieval.evaluate_retrieval`.

@@ -93,7 +93,7 @@ def run_eval(run: RunDir, cfg: EvalConfig, llm_rows_too: bool = True) -> dict:
 
 def saved_orders(saved: list[dict], lists: pd.DataFrame, taken: set[str]
                  ) -> tuple[dict[str, list[np.ndarray]], dict[str, tuple[np.ndarray, np.ndarray]]]:
-    """Orders of saved systems (``gr2.eval.rerank.load_systems``) aligned with ``lists`` by
+    """Orders of saved systems (:func:`gr2.eval.systems.load_systems`) aligned with ``lists`` by
     example_id: ``(full, partial)``, ``full[name] = [orders]`` for systems covering every list,
     ``partial[name] = (row positions, orders)`` for the others. Systems named like a row in ``taken``,
     and ids that are not in ``lists`` (a system scored on other lists), are skipped with a warning."""

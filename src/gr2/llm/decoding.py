@@ -1,4 +1,4 @@
-"""Trie-constrained beam search over valid semantic IDs (method.md §4: the mid-trained LLM as a retriever).
+"""Trie-constrained beam search over valid semantic IDs (docs/method.md §4: the mid-trained LLM as a retriever).
 
 The model is prompted with text that ends in ``<|sid_begin|>``; the search then emits SID tokens only
 along paths of a :class:`SidTrie` built from the catalogue's SID table, and every returned hypothesis is a

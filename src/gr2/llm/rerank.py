@@ -3,7 +3,7 @@
 
 * **generate → parse** (:func:`rerank_lists`): prompts from :func:`gr2.prompts.render.build_messages`
   (candidates shown shuffled by default, keyed by ``example_id``, so a model that copies positions is
-  exposed: method.md §5), answers from :func:`gr2.llm.generate.generate_chat` (every decoding parameter
+  exposed: docs/method.md §5), answers from :func:`gr2.llm.generate.generate_chat` (every decoding parameter
   explicit), read back by the prompt's own parser, which maps SIDs or candidate numbers to pre-rank
   indices and repairs invalid answers (unlisted candidates appended in pre-rank order);
 * **direct** (:func:`rerank_lists_direct`, reasoning-free, no text generated): each candidate is scored
@@ -12,7 +12,7 @@
   forward pass (:func:`gr2.llm.scoring.score_direct`, the scoring core that also serves
   ``mode="direct"``), and the list is sorted by that score. The answer is therefore always a valid
   permutation; what it measures is whether the model puts the right item first — the paper's
-  reasoning-free variant (method.md §9). The tokens every prompt of the batch starts with (system
+  reasoning-free variant (docs/method.md §9). The tokens every prompt of the batch starts with (system
   message, template) are computed once (:class:`gr2.llm.scoring.PrefixCache`).
 """
 
@@ -33,7 +33,7 @@ from gr2.llm.scoring import (
     PositionPrior,
     PrefixCache,
     common_prefix,
-    rank_by_scores,
+    direct_ranking,
     score_direct,
 )
 from gr2.prompts.parse import ParseResult
@@ -113,12 +113,9 @@ def rerank_lists_direct(
         bar.update(len(chunk))
     bar.close()
 
-    ranked_by = scores
-    if prior is not None and cfg.order == "prerank":
-        ranked_by = [prior.add(s, p.presented) for s, p in zip(scores, prompts)]
     outputs = []
-    for e, p, s, r in zip(ids, prompts, scores, ranked_by):
-        order = rank_by_scores(r)
+    for e, p, s in zip(ids, prompts, scores):
+        _, order = direct_ranking(s, p.presented, cfg.order, prior)
         ranking = [p.candidate_sids[i] for i in order]
         result = ParseResult(status="ok", explanation=None, raw_ranking=ranking, order=order,
                              repaired=list(order), presented=list(p.presented))

@@ -1,4 +1,4 @@
-"""The mid-trained LLM as a full-catalogue retriever (method.md §4): trie-constrained beam search over
+"""The mid-trained LLM as a full-catalogue retriever (docs/method.md §4): trie-constrained beam search over
 every valid SID, then Recall@k / NDCG@k of the held-out target (one target per example).
 
 ``evaluate_retrieval(model, tokenizer, sids_table, examples)`` renders each history as a prompt
@@ -12,14 +12,13 @@ Shared by the LLM pre-ranker (:class:`gr2.prerank.llm_beam.LLMBeamPreranker`, th
 
 from __future__ import annotations
 
-import math
 import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
 
-from gr2.metrics.ranking import ndcg_at_k, recall_at_k
+from gr2.metrics.ranking import target_rank_metrics
 from gr2.prompts import sequential as sequential_task
 from gr2.prompts.sids import SID_BEGIN, render_sid
 
@@ -82,27 +81,14 @@ def as_examples(examples: Any) -> list[tuple[list[int], int]]:
 def retrieval_metrics(ranked: Sequence[Sequence[int]], targets: Sequence[int], ks: Sequence[int] = (5, 10)) -> dict[str, float]:
     """Mean ``R@k``/``N@k`` over examples; ``ranked[i]`` item ids best first (any length).
 
-    Uses :func:`gr2.metrics.ranking.recall_at_k` / :func:`ndcg_at_k` on the binary labels of the returned
-    list with the target appended one rank past the end when it was not returned (so a miss scores 0
-    for every ``k <= len(ranked[i])``); ``k`` beyond a list's length is treated the same way (miss).
+    :func:`gr2.metrics.ranking.target_rank_metrics` of the target's rank in each list (a target that
+    was not returned is a miss for every ``k``).
     """
     if len(ranked) != len(targets):
         raise ValueError("ranked and targets differ in length")
-    out: dict[str, float] = {}
-    sums = {f"R@{k}": 0.0 for k in ks} | {f"N@{k}": 0.0 for k in ks}
-    for items, tgt in zip(ranked, targets):
-        labels = [1.0 if int(i) == int(tgt) else 0.0 for i in items]
-        kmax = max(ks)
-        if not any(labels):
-            labels = labels + [0.0] * max(0, kmax - len(labels)) + [1.0]  # rank beyond every k
-        for k in ks:
-            sums[f"R@{k}"] += recall_at_k(labels, k)
-            sums[f"N@{k}"] += ndcg_at_k(labels, k)
-    n = len(targets)
-    for key in [f"R@{k}" for k in ks] + [f"N@{k}" for k in ks]:
-        out[key] = sums[key] / n if n else math.nan
-    out["n"] = float(n)
-    return out
+    ranks = [next((r for r, i in enumerate(items, 1) if int(i) == int(t)), 0) for items, t in zip(ranked, targets)]
+    out = target_rank_metrics(ranks, ks)
+    return {**{f"R@{k}": out[f"R@{k}"] for k in ks}, **{f"N@{k}": out[f"N@{k}"] for k in ks}, "n": float(len(targets))}
 
 
 def evaluate_retrieval(

@@ -1,5 +1,5 @@
 """The one scoring core: each candidate's log-probability of being written first, all K in one
-forward pass. Serving (:mod:`gr2.serve`), the eval's direct rows (:mod:`gr2.eval.direct`) and the
+forward pass. Serving (:mod:`gr2.serve`), the eval's direct rows (:func:`gr2.llm.rerank.rerank_lists_direct`) and the
 listwise training objective (:mod:`gr2.sft.listwise`) all score through :func:`direct_logprobs`, so
 the score a model is trained on is exactly the score it is served and evaluated by.
 
@@ -185,6 +185,18 @@ class PositionPrior:
             return None
         raw = json.loads(path.read_text(encoding="utf-8"))
         return cls([float(x) for x in raw["log_prior"]], float(raw.get("model_scale", 1.0)))
+
+
+def direct_ranking(scores: Sequence[float], presented: Sequence[int], shown_order: str,
+                   prior: PositionPrior | None = None) -> tuple[list[float], list[int]]:
+    """How a direct answer ranks: ``(scores it ranks by, order)``, both over the candidates in pre-rank
+    order, the order best first. ``scores`` are the model's log-probabilities (:func:`score_direct`);
+    with a ``prior`` and the candidates shown in the pre-ranker's order (``shown_order == "prerank"``)
+    the ranking scores are :meth:`PositionPrior.add`'s, else the model's own (shown shuffled, the order
+    says nothing). A non-finite score ranks last (as ``-inf``). Shared by the eval and the server."""
+    ranked_by = prior.add(scores, presented) if prior is not None and shown_order == "prerank" else list(scores)
+    ranked_by = [s if math.isfinite(s) else -math.inf for s in ranked_by]
+    return ranked_by, rank_by_scores(ranked_by)
 
 
 class PrefixCache:

@@ -1,7 +1,7 @@
 """SID vocabulary: one new LLM token per (level, code) plus ``<|sid_begin|>`` / ``<|sid_end|>``.
 
 An item's semantic ID ``(97, 168, 137, 135)`` is shown to the model as
-``<|sid_begin|><s_a_97><s_b_168><s_c_137><s_d_135><|sid_end|>`` (method.md §3); rendering and parsing
+``<|sid_begin|><s_a_97><s_b_168><s_c_137><s_d_135><|sid_end|>`` (docs/method.md §3); rendering and parsing
 live in :mod:`gr2.prompts.sids`, re-exported here.
 
 Tokens are added as *added tokens* with ``normalized=False`` and no stripping, so the tokenizer matches
@@ -10,7 +10,7 @@ merged with neighbouring text. They are deliberately **not** ``special``: ``deco
 skip_special_tokens=True)`` (the usual way to drop EOS/padding from generations) keeps them, so
 generated SIDs survive decoding.
 
-New embedding rows (method.md §4: "new SID tokens get fresh embeddings trained by next-token
+New embedding rows (docs/method.md §4: "new SID tokens get fresh embeddings trained by next-token
 prediction"), ``init=``:
 
 * ``"mean"`` (default): the mean of the existing rows plus small Gaussian noise, per dimension

@@ -34,16 +34,17 @@ import numpy.typing as npt
 __all__ = [
     "LabelsLike",
     "OrderLike",
+    "evaluate_rankings",
     "labels_in_order",
-    "recall_at_k",
-    "ndcg_at_k",
+    "metric_keys",
     "mrr",
+    "ndcg_at_k",
     "pairwise_auc",
     "pairwise_auc_counts",
-    "rank_of",
     "per_list_metrics",
-    "evaluate_rankings",
-    "metric_keys",
+    "rank_of",
+    "recall_at_k",
+    "target_rank_metrics",
 ]
 
 #: A 1-D sequence of graded relevance labels (numbers >= 0).
@@ -386,3 +387,18 @@ def evaluate_rankings(
         res[key] = float(vals[ok].mean()) if ok.any() else math.nan
     res["n"] = float(len(orders))
     return res
+
+
+def target_rank_metrics(ranks: Sequence[int] | npt.NDArray[np.integer[Any]], ks: Sequence[int]) -> dict[str, float]:
+    """Full-catalogue retrieval with one target per example: ``ranks[i]`` is the 1-based rank at which
+    example i's target was returned, ``0`` when it was not returned. ``R@k`` = share of examples with
+    ``0 < rank <= k``; ``N@k`` = mean of ``1 / log2(rank + 1)`` over them, a miss scoring 0 (one relevant
+    item: the ideal DCG is 1, so this is :func:`ndcg_at_k` of each example's binary labels). Both are
+    ``nan`` without examples (undefined, as everywhere in this module)."""
+    r = np.asarray(ranks, dtype=np.float64)
+    out: dict[str, float] = {}
+    for k in ks:
+        inside = (r > 0) & (r <= _check_k(k))
+        out[f"R@{k}"] = float(inside.mean()) if len(r) else math.nan
+        out[f"N@{k}"] = float(np.where(inside, 1.0 / np.log2(np.maximum(r, 1.0) + 1.0), 0.0).mean()) if len(r) else math.nan
+    return out

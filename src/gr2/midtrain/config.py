@@ -1,4 +1,4 @@
-"""Configuration of the ``midtrain`` stage (method.md §4). No heavy imports: the CLI reads it."""
+"""Configuration of the ``midtrain`` stage (docs/method.md §4). No heavy imports: the CLI reads it."""
 
 from __future__ import annotations
 

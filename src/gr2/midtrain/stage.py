@@ -1,4 +1,4 @@
-"""The ``midtrain`` stage (method.md §4): teach the student LLM the SID tokens.
+"""The ``midtrain`` stage (docs/method.md §4): teach the student LLM the SID tokens.
 
 Reads ``data/items.parquet``, ``data/interactions.parquet`` (train split only) and
 ``sid/sids.parquet``; writes under ``midtrain/``:

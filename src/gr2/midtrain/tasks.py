@@ -1,4 +1,4 @@
-"""Mid-training examples (method.md §4, OneRec-Think's "itemic alignment") from the TRAIN split only.
+"""Mid-training examples (docs/method.md §4, OneRec-Think's "itemic alignment") from the TRAIN split only.
 
 Every example is a ``prompt`` / ``completion`` pair (TRL's prompt-completion format: with
 ``completion_only_loss`` the loss covers the completion only; TRL appends EOS to it):

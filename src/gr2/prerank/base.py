@@ -18,6 +18,8 @@ from collections.abc import Sequence
 import numpy as np
 from tqdm.auto import tqdm
 
+from gr2.metrics.ranking import target_rank_metrics
+
 __all__ = ["Preranker", "top_k", "full_catalogue_metrics", "mask_seen_"]
 
 
@@ -122,8 +124,9 @@ def full_catalogue_metrics(
 ) -> dict[str, float]:
     """Full-catalogue Recall@k and NDCG@k with one target per user.
 
-    Returns ``{"R@k": ..., "N@k": ..., "n": n_users}``; NDCG of a hit at 1-based rank r is
-    ``1/log2(r+1)``, a miss scores 0. Computed from the top-max(ks) lists of :func:`top_k`.
+    Returns ``{"R@k": ..., "N@k": ..., "n": n_users}``
+    (:func:`gr2.metrics.ranking.target_rank_metrics`: a hit at 1-based rank r scores ``1/log2(r+1)``,
+    a miss 0). Computed from the top-max(ks) lists of :func:`top_k`.
     """
     if len(histories) != len(targets):
         raise ValueError("histories and targets differ in length")
@@ -132,15 +135,8 @@ def full_catalogue_metrics(
                    progress=progress)
     tgt = np.asarray(targets, dtype=np.int64)[:, None]
     hit = ids == tgt  # at most one True per row
-    rank = np.where(hit.any(axis=1), hit.argmax(axis=1) + 1, kmax + 1)  # 1-based; kmax+1 = miss
-    out: dict[str, float] = {}
-    n = max(len(histories), 1)
-    for k in ks:
-        inside = rank <= k
-        out[f"R@{k}"] = float(inside.sum() / n)
-        out[f"N@{k}"] = float(np.where(inside, 1.0 / np.log2(rank + 1.0), 0.0).sum() / n)
-    out["n"] = float(len(histories))
-    return out
+    rank = np.where(hit.any(axis=1), hit.argmax(axis=1) + 1, 0)  # 1-based; 0 = not returned
+    return {**target_rank_metrics(rank, ks), "n": float(len(histories))}
 
 
 def _check_ids(sequences: Sequence[Sequence[int]], n_items: int) -> None:

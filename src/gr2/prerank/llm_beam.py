@@ -1,5 +1,5 @@
 """The mid-trained LLM as a pre-ranker: the paper's **"Pre-rank (MTL)"** — candidates retrieved by the
-multi-task mid-trained model with trie-constrained beam search over valid SIDs (method.md §4).
+multi-task mid-trained model with trie-constrained beam search over valid SIDs (docs/method.md §4).
 
 ``score`` returns, per history, the beam log-probability of each returned item and ``-inf`` for every
 other item, so :func:`gr2.prerank.base.top_k` with ``k <= num_return`` yields the beam's items in beam

@@ -15,7 +15,7 @@
 
 * ``order`` — the ranking as pre-rank indices, a permutation of ``0..K-1``, **only** when
   ``status == "ok"``; ``None`` otherwise (rewards rely on it).
-* ``repaired`` — always a permutation of ``0..K-1`` (rank_llm's policy, method.md §10): keep the
+* ``repaired`` — always a permutation of ``0..K-1`` (rank_llm's policy, docs/method.md §10): keep the
   first occurrence of each recognised candidate in the model's order, drop duplicates and foreign
   entries, then append the missing candidates in pre-rank order. When no JSON could be read, the
   ranking is recovered from the text (the SIDs, or a list of candidate numbers, after the last

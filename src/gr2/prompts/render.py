@@ -1,6 +1,6 @@
-"""Render a re-ranking example (user history + K candidates) as chat messages (method.md §5).
+"""Render a re-ranking example (user history + K candidates) as chat messages (docs/method.md §5).
 
-The prompt follows the five principles of method.md §5:
+The prompt follows the five principles of docs/method.md §5:
 
 1. **Role and task** — the system message makes the model an e-commerce recommendation analyst that
    re-ranks a list of candidates retrieved by a recommender.
@@ -14,7 +14,7 @@ The prompt follows the five principles of method.md §5:
 
 Items are rendered the same way in the history and in the candidate block (``item_format``). The
 output schema is shown with placeholders only: no numeric example list such as ``[3, 1, ...]``,
-which small models copy (method.md §5, "measured here").
+which small models copy (docs/method.md §5, "measured here").
 
 Layout: system (fixed for a given :class:`PromptConfig`, so its KV cache is shared by all requests)
 → user: history → candidates → a short closing instruction that restates K.

@@ -1,4 +1,4 @@
-"""The next-item prompt of mid-training's ``sequential`` task (method.md §4), shared with inference.
+"""The next-item prompt of mid-training's ``sequential`` task (docs/method.md §4), shared with inference.
 
 :mod:`gr2.midtrain.tasks` builds the task's examples with :func:`sequential_prompt` (completion: the
 target's wrapped SID); a retriever prompting the mid-trained model (:func:`gr2.llm.retrieval.default_prompt_fn`,

@@ -1,7 +1,7 @@
 """Render and parse semantic IDs as LLM tokens: ``<s_a_97><s_b_168><s_c_137><s_d_135>``.
 
 Level ``l`` (0-based) uses the letter ``"abcdefghijklmnopqrstuvwxyz"[l]``; an SID is the
-concatenation of one token per level, in level order (method.md §3). Pure Python: the LLM stages
+concatenation of one token per level, in level order (docs/method.md §3). Pure Python: the LLM stages
 (vocabulary, prompts, output parsing) reuse it without importing torch.
 """
 

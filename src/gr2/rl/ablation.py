@@ -1,6 +1,6 @@
 """Reward-hacking ablation without training: the expected reward of fixed "policies" under each reward.
 
-method.md §7: the naive reward ``R_rank + α R_fmt`` is hacked by copying the input order — the copy
+docs/method.md §7: the naive reward ``R_rank + α R_fmt`` is hacked by copying the input order — the copy
 earns ``α`` on every list for nothing — while under the conditional reward a copy earns exactly its
 ``R_rank`` (0 for the pre-rank order, except ``α`` on lists whose target is already first, the
 best any order can do there). This module makes that a table. Policies (one output per list):

@@ -1,4 +1,4 @@
-"""Configuration of the ``rl`` stage (method.md §7, DAPO). No heavy imports: read by :mod:`gr2.config`."""
+"""Configuration of the ``rl`` stage (docs/method.md §7, DAPO). No heavy imports: read by :mod:`gr2.config`."""
 
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ REWARD_NAMES: tuple[str, ...] = get_args(RewardName)
 
 @dataclass
 class RLConfig(TrainingFields):
-    """Stage 3b: DAPO on the re-ranking task with the conditional reward (method.md §7)."""
+    """Stage 3b: DAPO on the re-ranking task with the conditional reward (docs/method.md §7)."""
 
     # -- policy ---------------------------------------------------------------------------------
     init: str = "sft"
@@ -89,7 +89,7 @@ class RLConfig(TrainingFields):
     explanation."""
     prompt: PromptConfig = field(default_factory=PromptConfig)
     """How prompts are rendered (``gr2.prompts.render.PromptConfig``; default: candidates shown
-    shuffled — the position-bias counter of method.md §7 — while the reward is computed against the
+    shuffled — the position-bias counter of docs/method.md §7 — while the reward is computed against the
     true pre-rank order). Its ``reasoning`` field is ignored: ``reasoning`` above decides."""
     split: list[str] = field(default_factory=lambda: ["train"])
     """Candidate lists trained on (``candidates/{split}.parquet`` for each)."""

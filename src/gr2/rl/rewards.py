@@ -465,7 +465,7 @@ def identity_copy(order: OrderLike | None, shown: OrderLike | None = None) -> bo
 
     ``shown`` is the order the candidates were presented in, in pre-rank index space; default
     the pre-rank order ``[0..K-1]`` (``order == list(range(K))``). When candidates are shown
-    shuffled (the position-bias counter, method.md §7) pass the shuffle to detect copying of
+    shuffled (the position-bias counter, docs/method.md §7) pass the shuffle to detect copying of
     the displayed order. ``None``/invalid outputs are never copies.
     """
     perm = as_permutation(order)

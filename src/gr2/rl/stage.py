@@ -1,4 +1,4 @@
-"""The ``rl`` stage (method.md §7): DAPO on re-ranking prompts with the conditional reward.
+"""The ``rl`` stage (docs/method.md §7): DAPO on re-ranking prompts with the conditional reward.
 
 Reads ``candidates/{split}.parquet`` (for each ``split``), ``data/items.parquet``,
 ``sid/sids.parquet`` and the starting policy (``sft/model``, ``midtrain/model`` or any model
@@ -164,7 +164,12 @@ def train_rl(model: Any, tokenizer: Any, rows: Sequence[Mapping[str, Any]], cfg:
     from datasets import Dataset
 
     from gr2.rl.dapo import DAPOTrainer, RerankReward
-    from gr2.training.loop import latest_checkpoint, tensorboard, train_and_save
+    from gr2.training.loop import (
+        latest_checkpoint,
+        tensorboard,
+        train_and_save,
+        train_info,
+    )
     from gr2.training.setup import lora_config, start_training
 
     out_dir = Path(out_dir)
@@ -190,14 +195,7 @@ def train_rl(model: Any, tokenizer: Any, rows: Sequence[Mapping[str, Any]], cfg:
         log_path.unlink()  # a fresh start: an old log would be misread as this run's
     model, result, seconds = train_and_save(trainer, ckpt, cfg.lora, tokenizer, out_dir / "model")
     writer.close()
-    info = {
-        "resumed_from": ckpt.name if ckpt is not None else None,
-        "global_step": int(trainer.state.global_step),
-        "train_loss": round(float(result.training_loss), 6),
-        "seconds": round(seconds, 2),
-        "device": device,
-    }
-    return model, info
+    return model, {**train_info(trainer, ckpt, result, seconds, digits=6), "device": device}
 
 
 def summarize_log(lines: Sequence[Mapping[str, Any]]) -> dict[str, Any]:

@@ -11,7 +11,7 @@ as :class:`~gr2.serve.catalogue.Item` with their text when the catalogue lacks t
 
 Modes:
 
-* ``"direct"`` — the reasoning-free model (method.md §9, "reasoning internalisation"): no text is
+* ``"direct"`` — the reasoning-free model (docs/method.md §9, "reasoning internalisation"): no text is
   generated; every candidate is scored by the log-probability of its SID as the first
   recommendation, all K in one forward pass (:mod:`gr2.llm.scoring`). Always a valid ranking, with
   scores.
@@ -36,7 +36,6 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import logging
-import math
 import time
 from collections.abc import Sequence
 from concurrent.futures import Future
@@ -51,7 +50,7 @@ from gr2.llm.scoring import (
     ScoreInput,
     common_prefix,
     direct_prompt_ids,
-    rank_by_scores,
+    direct_ranking,
     score_direct,
 )
 from gr2.prompts.chat import apply_chat_template
@@ -346,11 +345,9 @@ class Reranker:
             scored = score_direct(self.model, [ScoreInput(p.ids, p.paths) for p in batch], self.prefixes.get(mode),
                                   self._pad)
             out = []
-            for p, scores in zip(batch, scored):
-                if self.prior is not None and self.prompts["direct"].order == "prerank":
-                    scores = self.prior.add(scores, p.rendered.presented)
-                scores = [s if math.isfinite(s) else -math.inf for s in scores]
-                idx = rank_by_scores(scores)
+            for p, model_scores in zip(batch, scored):
+                scores, idx = direct_ranking(model_scores, p.rendered.presented, self.prompts["direct"].order,
+                                             self.prior)
                 out.append(self._result(p, idx, scores=[scores[i] for i in idx], reasoning=None, valid=True,
                                         repaired=False, fallback=False, fallback_reason=None))
             return out

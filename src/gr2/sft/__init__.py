@@ -1,4 +1,4 @@
-"""Stage 3a, SFT (method.md §6): fine-tune on the accepted reasoning traces with a loss that weighs
+"""Stage 3a, SFT (docs/method.md §6): fine-tune on the accepted reasoning traces with a loss that weighs
 reasoning tokens by λ_r and ranking tokens by λ_o.
 
 Light on import (no torch): the config and the token-weight functions; training lives in

@@ -1,4 +1,4 @@
-"""Configuration of the ``sft`` stage (method.md §6). No heavy imports: the CLI reads it."""
+"""Configuration of the ``sft`` stage (docs/method.md §6). No heavy imports: the CLI reads it."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ class SFTConfig(TrainingFields):
     """Stage 3a: supervised fine-tuning on the accepted reasoning traces with a weighted loss."""
 
     objective: Literal["traces", "listwise"] = "traces"
-    """``traces``: the paper's SFT on the teacher's accepted traces (method.md §6). ``listwise``: train
+    """``traces``: the paper's SFT on the teacher's accepted traces (docs/method.md §6). ``listwise``: train
     the score the eval's direct rows and the server rank by — each candidate's log-probability of being
     written first — with a softmax over the candidates against the true next item, on the training
     lists of ``candidates/train.parquet`` (:mod:`gr2.sft.listwise`; the traces are not read)."""
@@ -23,7 +23,7 @@ class SFTConfig(TrainingFields):
     tokens), or a registry name / ``save_pretrained`` folder (``gr2.llm.registry.resolve``)."""
     lambda_reasoning: float = 0.5
     """λ_r: weight of the explanation tokens in ``L = −λ_r Σ log P(reasoning) − λ_o Σ log P(ranking)``
-    (method.md §6; paper: λ_r < λ_o). 0 trains on the ranking only."""
+    (docs/method.md §6; paper: λ_r < λ_o). 0 trains on the ranking only."""
     lambda_ranking: float = 1.0
     """λ_o: weight of the ``"recommendations"`` tokens (from the key to the end of the turn)."""
 

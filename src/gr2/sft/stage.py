@@ -1,4 +1,4 @@
-"""The ``sft`` stage (method.md §6): weighted-loss SFT on the accepted reasoning traces, or
+"""The ``sft`` stage (docs/method.md §6): weighted-loss SFT on the accepted reasoning traces, or
 (``objective: listwise``) the listwise objective on the direct score (:mod:`gr2.sft.listwise`).
 
 Reads ``traces/accepted.jsonl`` (one ``{"example_id", "messages", "completion"}`` per line) — or, for

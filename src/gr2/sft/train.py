@@ -1,4 +1,4 @@
-"""Weighted-loss SFT (method.md §6) on TRL's ``SFTTrainer``.
+"""Weighted-loss SFT (docs/method.md §6) on TRL's ``SFTTrainer``.
 
 Examples are tokenised here, not by TRL, because the loss weights need character offsets: the
 prompt is the tokenizer's chat template of ``messages`` with the generation prompt
@@ -15,7 +15,7 @@ MoE aux loss). The loss is therefore
 
     ``L = Σ_t w_t · NLL_t / N``,  N = number of completion tokens (prompt tokens excluded),
 
-i.e. method.md's ``−λ_r Σ log P(reasoning) − λ_o Σ log P(ranking)`` divided by the token count TRL
+i.e. docs/method.md's ``−λ_r Σ log P(reasoning) − λ_o Σ log P(ranking)`` divided by the token count TRL
 already uses. Chosen over ``/ Σ w_t`` because (1) λ_r = λ_o = 1 is exactly TRL's standard SFT loss, so
 the λ's are absolute multipliers as in the paper's formula and runs with different λ's differ only in
 the down-weighted tokens (with ``/ Σ w`` halving λ_r would also scale up the ranking tokens' gradient,

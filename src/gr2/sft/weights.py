@@ -1,4 +1,4 @@
-"""Which completion tokens are reasoning and which are ranking (method.md §6), as pure functions.
+"""Which completion tokens are reasoning and which are ranking (docs/method.md §6), as pure functions.
 
 The SFT loss is ``L = −λ_r Σ log P(reasoning tokens) − λ_o Σ log P(ranking tokens)`` over the
 assistant message only. A completion is the JSON text of :func:`gr2.prompts.render.assistant_text`

@@ -1,4 +1,4 @@
-"""Semantic IDs (method.md §3): items → unique L-token SIDs such as ``<s_a_97><s_b_168><s_c_137><s_d_135>``.
+"""Semantic IDs (docs/method.md §3): items → unique L-token SIDs such as ``<s_a_97><s_b_168><s_c_137><s_d_135>``.
 
 Importing this package is cheap (no torch); the heavy parts load on first use::
 

@@ -48,7 +48,7 @@ def _on(name: str, on: bool, values: dict[str, Any] | None = None) -> dict[str, 
 
 TECHNIQUES = ("ema", "random_last", "diversity", "dead_code", "contrastive")
 PAPER_DELTAS = {"ema": 66.2, "random_last": 28.7, "diversity": 0.6, "dead_code": -4.0, "contrastive": -13.2}
-"""The paper's average effect of each technique on uniqueness, in points (method.md §3)."""
+"""The paper's average effect of each technique on uniqueness, in points (docs/method.md §3)."""
 
 
 def run_ablation(

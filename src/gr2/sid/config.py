@@ -10,7 +10,7 @@ from gr2.checks import at_least, check, each_at_least, in_unit_interval, positiv
 
 @dataclass
 class SidConfig:
-    """How items become L-token semantic IDs (method.md §3).
+    """How items become L-token semantic IDs (docs/method.md §3).
 
     Item text → sentence embedding → a residual-quantisation tokenizer (RQ-VAE or RQ-KMeans) →
     L codes per item → collisions resolved so that every item's SID is unique. Defaults follow

@@ -11,7 +11,7 @@ import numpy as np
 def uniqueness_stats(sids: Sequence[Sequence[int]] | np.ndarray) -> dict[str, float | int]:
     """How unique a set of SIDs is.
 
-    - ``uniqueness``: share of items whose full tuple no other item has (method.md §3)
+    - ``uniqueness``: share of items whose full tuple no other item has (docs/method.md §3)
     - ``distinct_ratio``: distinct tuples / items (the "12,088 of 12,101" convention)
     - ``collisions``: items minus distinct tuples (the items that must move to become unique)
     - ``largest_bucket``: most items sharing one full tuple

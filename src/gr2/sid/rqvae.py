@@ -1,4 +1,4 @@
-"""RQ-VAE tokenizer (method.md §3): MLP encoder → residual quantiser → MLP decoder.
+"""RQ-VAE tokenizer (docs/method.md §3): MLP encoder → residual quantiser → MLP decoder.
 
 Loss per batch (norms summed over dimensions, averaged over items)::
 

@@ -7,7 +7,7 @@ prefix of its first L−1 codes. Two items *collide* when their tuples are equal
 each item draws them at random among the codes not yet used by items with the same prefix (once
 a bucket has used every code, codes are reused in a balanced random order).
 
-:func:`resolve_collisions` makes every tuple unique (method.md §3, our decision [D]):
+:func:`resolve_collisions` makes every tuple unique (docs/method.md §3, our decision [D]):
 
 1. Inside a bucket, each contested code is kept by the item nearest to it (lowest ``cost``; ties
    by position), or by an item that already owns it (``existing``: cold start).

@@ -1,4 +1,4 @@
-"""Stage 2, reasoning traces (method.md §5): a teacher writes rationales for re-ranking lists, kept by
+"""Stage 2, reasoning traces (docs/method.md §5): a teacher writes rationales for re-ranking lists, kept by
 rejection sampling (target hidden, top-1 must hit it) or written for a revealed target (targeted).
 
 Light on import (no torch): the config here; teachers in :mod:`gr2.traces.teachers`, the store in

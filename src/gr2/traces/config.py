@@ -1,4 +1,4 @@
-"""Configuration of the ``traces`` stage (method.md §5). No heavy imports: read by :mod:`gr2.config`."""
+"""Configuration of the ``traces`` stage (docs/method.md §5). No heavy imports: read by :mod:`gr2.config`."""
 
 from __future__ import annotations
 

@@ -1,11 +1,11 @@
-"""An evidence-grounded offline teacher (method.md §5, consequence (4)).
+"""An evidence-grounded offline teacher (docs/method.md §5, consequence (4)).
 
-Sub-1B instruct models are not usable zero-shot teachers (method.md §5, "measured here"), and a large
+Sub-1B instruct models are not usable zero-shot teachers (docs/method.md §5, "measured here"), and a large
 teacher is not always at hand. This teacher needs neither:
 
 1. it **ranks** the candidates with the strongest non-LLM model we have, the LambdaMART re-ranker of
    :mod:`gr2.rerank` (fitted on the validation lists, as the eval stage does);
-2. it **explains** that ranking in the three steps of method.md §5 (history patterns → next categories
+2. it **explains** that ranking in the three steps of docs/method.md §5 (history patterns → next categories
    → match and rank) from facts that anyone can re-check against the data: category paths shared with
    specific history items, item→item transition counts, title (TF-IDF) similarity to a specific
    history item, and popularity. Every fact is a :class:`~gr2.traces.facts.Claim` that cites items by

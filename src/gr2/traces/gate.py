@@ -1,4 +1,4 @@
-"""The teacher gate (method.md §5, "consequences"): rejection sampling only distils reasoning if the
+"""The teacher gate (docs/method.md §5, "consequences"): rejection sampling only distils reasoning if the
 teacher ranks better than the list it re-ranks. Before sampling traces, the teacher answers a sample
 of lists **shown shuffled** (so copying the shown order scores like a random order, not like the
 pre-ranker) and its top-1 hit rate is compared with the pre-rank order's R@1 on the same lists by a

@@ -1,5 +1,5 @@
 """The evidence teacher's prose: :func:`render` writes the claims (:mod:`gr2.traces.facts`) as the
-three steps of method.md §5. Phrasing variants are picked by a hash of the example id (never the
+three steps of docs/method.md §5. Phrasing variants are picked by a hash of the example id (never the
 global RNG) so a student does not learn one fixed sentence.
 """
 

@@ -1,9 +1,9 @@
-"""Rejection and targeted sampling of reasoning traces (method.md §5), resumable through a store.
+"""Rejection and targeted sampling of reasoning traces (docs/method.md §5), resumable through a store.
 
 **Rejection sampling** (ground truth hidden). Every example gets up to ``attempts`` tries; try
 ``a`` shows the candidates in their own shuffled order (``rng_key=f"{example_id}:{a}"``) and asks
 the teacher with its own seed (:func:`request_seed`), so a teacher that copies positions is not
-rewarded (method.md §5). A try is accepted when the teacher's top-1, mapped back to pre-rank
+rewarded (docs/method.md §5). A try is accepted when the teacher's top-1, mapped back to pre-rank
 order, is the target (see ``TracesConfig.accept``); an accepted example is not tried again. On a
 graded slate (docs/slates.md) any candidate with the slate's highest label counts as the target:
 those are equally right at the top, and a lower-graded positive first is a worse ranking.

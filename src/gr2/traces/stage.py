@@ -1,4 +1,4 @@
-"""The ``traces`` stage (method.md §5): reasoning traces from a teacher for SFT.
+"""The ``traces`` stage (docs/method.md §5): reasoning traces from a teacher for SFT.
 
 Reads ``data/items.parquet``, ``sid/sids.parquet`` and ``candidates/{split}.parquet``; writes under
 ``traces/``:

@@ -1,10 +1,10 @@
 """Statistics of a sampling run, from store records alone (pure; no teacher, no prompts needed).
 
-:func:`trace_stats` reports what method.md §5 asks to log: the acceptance rate overall and per try
+:func:`trace_stats` reports what docs/method.md §5 asks to log: the acceptance rate overall and per try
 (also cumulative), the statistics of *all* answers, rejected ones included (validity, parser error
 kinds, identity copying, lengths), and the teacher's own ranking quality on first tries next to the
 pre-rank order's on the same lists — the gate "does the shuffled teacher's top-1 beat the
-pre-ranker?" (method.md §5, consequence 2). In targeted mode the target was shown to the teacher,
+pre-ranker?" (docs/method.md §5, consequence 2). In targeted mode the target was shown to the teacher,
 so its R@1 there measures compliance, not skill (``modes`` says which mode the records come from).
 
 Rates with nothing to count are ``None`` (JSON ``null``), never NaN.

@@ -120,30 +120,41 @@ def run_phase(model: Any, tokenizer: Any, train: pd.DataFrame | Dataset, args: A
     ckpt = latest_checkpoint(Path(args.output_dir))
     if ckpt is not None:
         log.info("resuming from %s", ckpt)
-    start = time.perf_counter()
-    result = trainer.train(resume_from_checkpoint=str(ckpt) if ckpt is not None else None)
-    seconds = time.perf_counter() - start
+    result, seconds = timed_train(trainer, ckpt)
     writer.close()
     info = {
-        "resumed_from": ckpt.name if ckpt is not None else None,
-        "global_step": int(trainer.state.global_step),
-        "train_loss": round(float(result.training_loss), 4),
-        "seconds": round(seconds, 2),
+        **train_info(trainer, ckpt, result, seconds),
         "tokens": int(getattr(trainer, "_total_train_tokens", 0)),  # TRL's running count (not checkpointed)
         "log": [h for h in trainer.state.log_history if "loss" in h],
     }
     return trainer.model, info
 
 
-def train_and_save(trainer: Any, checkpoint: Path | None, lora: bool, tokenizer: Any, model_dir: Path
-                   ) -> tuple[Any, Any, float]:
-    """``trainer.train()`` (resuming from ``checkpoint``), then the trained model — LoRA merged when
-    ``lora`` — saved to ``model_dir``; returns ``(model, train output, seconds of training)``."""
-    from gr2.runs import save_model
-
+def timed_train(trainer: Any, checkpoint: Path | None) -> tuple[Any, float]:
+    """``trainer.train()``, resuming from ``checkpoint``: ``(train output, seconds of training)``."""
     start = time.perf_counter()
     result = trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint is not None else None)
-    seconds = time.perf_counter() - start
+    return result, time.perf_counter() - start
+
+
+def train_info(trainer: Any, checkpoint: Path | None, result: Any, seconds: float, digits: int = 4) -> dict[str, Any]:
+    """What a training call reports: ``resumed_from`` (checkpoint name), ``global_step``,
+    ``train_loss`` (mean over the run, rounded to ``digits``) and ``seconds``."""
+    return {
+        "resumed_from": checkpoint.name if checkpoint is not None else None,
+        "global_step": int(trainer.state.global_step),
+        "train_loss": round(float(result.training_loss), digits),
+        "seconds": round(seconds, 2),
+    }
+
+
+def train_and_save(trainer: Any, checkpoint: Path | None, lora: bool, tokenizer: Any, model_dir: Path
+                   ) -> tuple[Any, Any, float]:
+    """:func:`timed_train`, then the trained model — LoRA merged when ``lora`` — saved to ``model_dir``;
+    returns ``(model, train output, seconds of training)``."""
+    from gr2.runs import save_model
+
+    result, seconds = timed_train(trainer, checkpoint)
     model = trainer.model.merge_and_unload() if lora else trainer.model
     save_model(model, tokenizer, model_dir)
     return model, result, seconds
