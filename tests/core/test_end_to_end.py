@@ -14,6 +14,7 @@ import pandas as pd
 import pytest
 import tiny_llm
 from conftest import write_generic
+from tiny_run import tiny_overrides
 
 from gr2.cli import main
 from gr2.config import RunConfig, load_config
@@ -23,9 +24,6 @@ from gr2.runs import RunDir
 from gr2.stages import STAGES
 from gr2.variants import run_variants
 
-PROMPT = {"item_format": "compact", "max_history": 3, "domain_priming": False, "max_explanation_words": None,
-          "order": "prerank"}  # as the quick profile: the eval adds the shuffled-input control
-
 
 @pytest.fixture(scope="module")
 def tiny_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[RunDir, RunConfig]:
@@ -34,21 +32,7 @@ def tiny_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[RunDir, RunConfi
 
     tmp = tmp_path_factory.mktemp("e2e")
     student = tiny_llm.save_student(tmp / "student")
-    overrides = [
-        "data.k_core=2",
-        "sid.levels=3", "sid.codebook_size=8", "sid.epochs=2", "sid.hidden_dims=[16]", "sid.latent_dim=8",
-        "sid.batch_size=16", "sid.progress=false",
-        "candidates.prerank=cooc", "candidates.n_train_examples=12",
-        f"midtrain.model={student}", "midtrain.n_examples=16", "midtrain.warmup_steps=1", "midtrain.steps=1",
-        "midtrain.batch_size=4", "midtrain.max_seq_len=64", "midtrain.eval_examples_per_task=2",
-        "traces.teacher=evidence", "traces.gate_override=true", f"traces.prompt={json.dumps(PROMPT)}",
-        "sft.steps=1", "sft.batch_size=2", "sft.max_seq_len=2048",
-        "rl.steps=1", "rl.batch_size=2", "rl.num_generations=2", "rl.max_completion_length=8",
-        "rl.overlong_buffer=4", "rl.n_examples=4", f"rl.prompt={json.dumps(PROMPT)}",
-        "rl.constrained=false",  # 8 tokens hold no ranking (the reasoning-free variant); tests/rl covers it
-        "eval.bootstrap=20", "eval.lambdamart_params.cv_folds=0", "eval.lambdamart_params.n_estimators=10",
-        "eval.llm_lists=3", "eval.llm_max_new_tokens=8",
-    ]
+    overrides = tiny_overrides(student)
     cfg = load_config(None, overrides, base={"data": {"dataset": str(write_generic(tmp / "mydata"))}})
     before = torch.get_num_threads()
     torch.set_num_threads(1)  # tiny matrices: extra threads only contend on a shared machine
