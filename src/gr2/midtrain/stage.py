@@ -100,7 +100,8 @@ def run_midtrain(run: RunDir, cfg: MidtrainConfig) -> dict:
     if cfg.warmup_steps > 0 and not warm_done:
         handles = freeze_all_but_rows(model, sid_ids)
         args = sft_args(cfg, out / "checkpoints" / "warmup", cfg.warmup_steps, cfg.warmup_lr, 0.0, 0.0, device)
-        model, phases["warmup"] = run_phase(model, tok, train, args, out / "tb" / "warmup")
+        model, phases["warmup"] = run_phase(model, tok, train, args, out / "tb" / "warmup",
+                                            compact_head=cfg.compact_lm_head)
         unfreeze(model, handles)
         save_model(model, tok, warm_dir)
     for p in model.parameters():
@@ -123,7 +124,8 @@ def run_midtrain(run: RunDir, cfg: MidtrainConfig) -> dict:
             weight_decay = 0.0  # decay would move the frozen embedding rows
         args = sft_args(cfg, out / "checkpoints" / "main", cfg.steps, cfg.lr, weight_decay,
                         cfg.lr_warmup_ratio, device)
-        model, phases["main"] = run_phase(model, tok, train, args, out / "tb" / "main")
+        model, phases["main"] = run_phase(model, tok, train, args, out / "tb" / "main",
+                                          compact_head=cfg.compact_lm_head)
         if cfg.lora:
             for h in handles:
                 h.remove()

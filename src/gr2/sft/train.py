@@ -203,7 +203,8 @@ def train_sft(model: Any, tokenizer: Any, examples: Sequence[Mapping[str, Any]],
     peft_config = lora_config(cfg) if cfg.lora else None
     t0 = time.perf_counter()
     model, info = run_phase(model, tokenizer, Dataset.from_list(rows), args, out_dir / "tb", peft_config,
-                            trainer_cls=WeightedSFTTrainer, callbacks=callbacks, lambda_reasoning=cfg.lambda_reasoning,
+                            trainer_cls=WeightedSFTTrainer, callbacks=callbacks, compact_head=cfg.compact_lm_head,
+                            lambda_reasoning=cfg.lambda_reasoning,
                             lambda_ranking=cfg.lambda_ranking)
     if cfg.lora:
         model = model.merge_and_unload()

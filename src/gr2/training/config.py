@@ -1,12 +1,14 @@
-"""Fields every training stage (``midtrain``, ``sft``, ``rl``) shares: LoRA, checkpoints, logging,
-device and seed. No heavy imports: :mod:`gr2.config` reads it. A stage whose default differs
-redeclares the field (``RLConfig`` checkpoints and logs more often)."""
+"""Fields every training stage (``midtrain``, ``sft``, ``rl``, ``rating``) shares: LoRA, checkpoints,
+logging, device and seed (:class:`TrainingFields`); and those of every stage trained with DAPO
+(``rl``, ``rating``: :class:`DAPOFields`, read by :func:`gr2.training.dapo.grpo_args`). No heavy
+imports: :mod:`gr2.config` reads it. A stage whose default differs redeclares the field."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Literal
 
-from gr2.checks import at_least
+from gr2.checks import at_least, positive
 
 
 @dataclass
@@ -46,6 +48,11 @@ class TrainingFields:
     several times faster than 2 (docs/midtrain.md)."""
     seed: int = 0
     """Seeds the stage's sampling, initialisation and training."""
+    compact_lm_head: bool = True
+    """Project only the positions a loss reads (completion tokens) through the LM head in TRL's fused
+    loss, on every device. TRL does so only where Triton runs (CUDA/XPU); elsewhere it projects every
+    position — prompt and padding included — through the 49k-way head (:func:`gr2.training.loop.compact_lm_head`;
+    the saving is measured in BENCHMARKS.md, "Training throughput"). Same log-probabilities either way."""
 
     def training_checks(self) -> dict[str, bool]:
         """Range checks of these shared fields, for the stage's ``__post_init__`` (:func:`gr2.checks.check`)."""
@@ -57,4 +64,79 @@ class TrainingFields:
             f"save_total_limit must be >= 1, got {self.save_total_limit}": at_least(self.save_total_limit, 1),
             f"logging_steps must be >= 1, got {self.logging_steps}": at_least(self.logging_steps, 1),
             f"num_threads must be >= 1 or None, got {self.num_threads}": at_least(self.num_threads, 1, none_ok=True),
+        }
+
+
+@dataclass
+class DAPOFields(TrainingFields):
+    """Base of :class:`~gr2.rl.config.RLConfig` and :class:`~gr2.rating.config.RatingConfig`: DAPO
+    (TRL's ``GRPOTrainer`` with :class:`gr2.training.dapo.DAPOTrainer`'s dynamic sampling)."""
+
+    # -- DAPO -----------------------------------------------------------------------------------
+    num_generations: int = 4
+    """Completions per prompt (the group size G)."""
+    epsilon: float = 0.2
+    """Lower clip ε_low of the importance ratio [DAPO]."""
+    epsilon_high: float = 0.28
+    """Upper clip ε_high ("clip-higher") [DAPO]."""
+    beta: float = 0.0
+    """KL coefficient; 0 = no KL term and no reference model [DAPO]."""
+    loss_type: str = "dapo"
+    """TRL loss aggregation; ``dapo`` = token-level normalisation over the whole batch [DAPO]."""
+    scale_rewards: Literal["group", "none"] = "group"
+    """Advantage scaling: ``group`` divides by the group's reward std (DAPO/GRPO), ``none`` only
+    centres (Dr. GRPO). Batch-level scaling is not offered: dynamic sampling merges groups from
+    several generation rounds, which is only exact when each group is normalised on its own."""
+    dynamic_sampling: bool = True
+    """Drop groups whose rewards are all equal (no learning signal) and refill the batch with new
+    prompts [DAPO] (``gr2.training.dapo``)."""
+    max_resample_rounds: int = 3
+    """Extra generation rounds at most per step to refill dropped groups; if the batch is still not
+    full the step trains on the groups it has (logged)."""
+    use_vllm: bool = False
+    """Generate rollouts with vLLM through TRL (``GRPOConfig.use_vllm``; needs ``pip install vllm`` and a
+    GPU). Off: transformers' ``generate`` (CPU-safe)."""
+    vllm_mode: Literal["colocate", "server"] = "colocate"
+    """TRL's vLLM mode: ``colocate`` (vLLM inside the training process) or ``server`` (a separate
+    ``trl vllm-serve`` process)."""
+    max_completion_length: int = 512
+    """Tokens generated per completion at most (``L_max``)."""
+    temperature: float = 1.0
+    """Rollout sampling temperature (DAPO: 1.0)."""
+    top_p: float = 1.0
+    """Rollout nucleus-sampling mass (DAPO: 1.0)."""
+
+    # -- optimisation ---------------------------------------------------------------------------
+    lr: float = 1e-6
+    """Learning rate (DAPO: 1e-6; constant after ``warmup_steps``)."""
+    warmup_steps: int = 0
+    """Steps of linear learning-rate warm-up."""
+    steps: int = 200
+    """Optimisation steps."""
+    batch_size: int = 8
+    """Prompts (groups) per optimisation step and device; each brings ``num_generations``
+    completions."""
+    grad_accum: int = 1
+    """Gradient-accumulation micro-batches per step (``batch_size * num_generations`` must be
+    divisible by it); one generation round serves the whole step."""
+    save_steps: int = 50
+    """Checkpoint every N steps under ``<stage>/checkpoints/``; a re-run resumes from the latest one."""
+    logging_steps: int = 1
+    """Log the training metrics (TensorBoard under ``<stage>/tb/``) every N steps."""
+
+    def dapo_checks(self) -> dict[str, bool]:
+        """Range checks of these fields and the shared ones, for the stage's ``__post_init__``."""
+        return {
+            **self.training_checks(),
+            f"lr must be > 0, got {self.lr}": positive(self.lr),
+            "num_generations must be >= 2": self.num_generations >= 2,
+            "max_completion_length must be >= 1": self.max_completion_length >= 1,
+            "max_resample_rounds must be >= 0": self.max_resample_rounds >= 0,
+            "temperature must be > 0 (rollouts are sampled)": self.temperature > 0,
+            "top_p must be in (0, 1]": 0 < self.top_p <= 1,
+            "scale_rewards must be 'group' or 'none'": self.scale_rewards in ("group", "none"),
+            f"steps must be >= 1, got {self.steps}": at_least(self.steps, 1),
+            f"batch_size must be >= 1, got {self.batch_size}": at_least(self.batch_size, 1),
+            "grad_accum must divide batch_size * num_generations":
+                self.grad_accum >= 1 and (self.batch_size * self.num_generations) % self.grad_accum == 0,
         }

@@ -7,11 +7,12 @@ activation (gradient) checkpointing off always, ``use_cpu=True`` without CUDA.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import re
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -87,6 +88,28 @@ def sft_args(cfg: Any, output_dir: Path, steps: int, lr: float, weight_decay: fl
     )
 
 
+@contextlib.contextmanager
+def compact_lm_head(enabled: bool = True) -> Iterator[None]:
+    """Inside: TRL's fused LM head (``SFTTrainer``'s loss) projects only the positions whose label is
+    not -100, on every device. TRL 1.16 decides that with ``_use_triton(device)`` because on
+    compiled backends a changing number of positions recompiles the kernel; in eager mode on CPU the
+    compact path is the same computation on fewer rows. Without the hook TRL exposes
+    (``trl.trainer.utils._use_triton``) nothing changes, with a warning."""
+    import trl.trainer.utils as trl_utils
+
+    original = getattr(trl_utils, "_use_triton", None)
+    if not enabled or original is None:
+        if enabled:
+            log.warning("compact_lm_head: this TRL version has no _use_triton hook; every position is projected")
+        yield
+        return
+    trl_utils._use_triton = lambda device: True
+    try:
+        yield
+    finally:
+        trl_utils._use_triton = original
+
+
 def tensorboard(tb_dir: Path) -> tuple[Any, Any]:
     """``(TensorBoard callback, its writer)`` logging under ``tb_dir``; close the writer after training."""
     from torch.utils.tensorboard import SummaryWriter
@@ -99,7 +122,7 @@ def tensorboard(tb_dir: Path) -> tuple[Any, Any]:
 
 def run_phase(model: Any, tokenizer: Any, train: pd.DataFrame | Dataset, args: Any, tb_dir: Path,
               peft_config: Any = None, trainer_cls: type | None = None, callbacks: Sequence[Any] = (),
-              **trainer_kwargs: Any) -> tuple[Any, dict[str, Any]]:
+              compact_head: bool = True, **trainer_kwargs: Any) -> tuple[Any, dict[str, Any]]:
     """Train one phase with TRL's SFTTrainer; resumes from the latest checkpoint in
     ``args.output_dir``. Returns ``(trained model, info)``; info has ``resumed_from``, ``global_step``,
     ``train_loss``, ``seconds``, ``tokens`` (non-padding tokens this process trained on) and ``log``.
@@ -107,7 +130,8 @@ def run_phase(model: Any, tokenizer: Any, train: pd.DataFrame | Dataset, args: A
     ``train`` is a DataFrame with ``prompt``/``completion`` columns or a ready ``datasets.Dataset``
     (e.g. pre-tokenised); ``trainer_cls`` (an ``SFTTrainer`` subclass, default ``SFTTrainer``) gets
     ``trainer_kwargs`` on top of the usual arguments (the ``sft`` stage's weighted loss);
-    ``callbacks`` are added to TensorBoard's (the ``sft`` stage's learning curve)."""
+    ``callbacks`` are added to TensorBoard's (the ``sft`` stage's learning curve); ``compact_head``:
+    :func:`compact_lm_head` (a stage passes its ``compact_lm_head`` field)."""
     from datasets import Dataset
     from trl import SFTTrainer
 
@@ -120,7 +144,8 @@ def run_phase(model: Any, tokenizer: Any, train: pd.DataFrame | Dataset, args: A
     ckpt = latest_checkpoint(Path(args.output_dir))
     if ckpt is not None:
         log.info("resuming from %s", ckpt)
-    result, seconds = timed_train(trainer, ckpt)
+    with compact_lm_head(compact_head):
+        result, seconds = timed_train(trainer, ckpt)
     writer.close()
     info = {
         **train_info(trainer, ckpt, result, seconds),

@@ -1,12 +1,18 @@
-"""Tokens/s of a mid-training step: TRL SFTTrainer (as the midtrain stage runs it) vs a bare PyTorch
-loop on the same examples, batch size and optimiser (framework overhead ratio). Full fine-tuning
-of smollm2-135m by default; ``--model qwen2.5-0.5b --lora`` for the 0.5B model with LoRA adapters
-(r 16 on every projection, as ``MidtrainConfig``; PEFT-wrapped in both paths).
+"""Training throughput on this machine: tokens/s of a mid-training step as the ``midtrain`` stage runs it
+(TRL ``SFTTrainer`` through :mod:`gr2.training`; the trace SFT shares its loss path) against a bare
+PyTorch loop on the same examples, batch size and optimiser, and the compute floor beside them.
 
-    .venv/bin/python benchmarks/midtrain_tokens_per_sec.py [--steps 6] [--batch-size 8] [--model M] [--lora]
+    .venv/bin/python benchmarks/train_throughput.py [--steps 6] [--batch-size 8] [--model M] [--lora]
+        [--paths bare trl trl-full-head]
+
+Paths: ``bare`` (a hand-written loop, full logits), ``trl`` (ours: the compact LM head,
+:func:`gr2.training.loop.compact_lm_head`, the default), ``trl-full-head`` (``compact_lm_head=false``:
+TRL's own CPU path, every position through the LM head). The compute floor is the tokens/s at which
+the step's matmul FLOPs (≈ 6 × parameters per token for a full fine-tune, the forward and backward of
+every weight) would take exactly the machine's measured fp32 matmul throughput (:func:`matmul_flops`).
 
 Examples: ``runs/midtrain-beauty/midtrain/examples/train.parquet`` when present (written by
-benchmarks/midtrain_beauty.py), else synthetic SID prompts. Both paths see the same examples, each
+benchmarks/midtrain_beauty.py), else synthetic SID prompts. Every path sees the same examples, each
 once; the first step of each is a warm-up and is not timed. Tokens = non-padding tokens.
 """
 
@@ -55,11 +61,21 @@ def fresh_model(name: str, lora: bool):
     return model, tok
 
 
-def bench_trl(df, steps, bs, lr, max_len, out_dir, name, lora):
+def matmul_flops(threads: int, size: int = 1024, repeats: int = 20) -> float:
+    """Measured fp32 matmul throughput (FLOP/s) of ``size``-square products on ``threads`` threads."""
+    a, b = torch.randn(size, size), torch.randn(size, size)
+    torch.mm(a, b)  # warm-up
+    start = time.perf_counter()
+    for _ in range(repeats):
+        torch.mm(a, b)
+    return 2 * size**3 * repeats / (time.perf_counter() - start)
+
+
+def bench_trl(df, steps, bs, lr, max_len, out_dir, name, lora, compact=True):
     from transformers import TrainerCallback
 
     from gr2.midtrain.config import MidtrainConfig
-    from gr2.training.loop import sft_args
+    from gr2.training.loop import compact_lm_head, sft_args
 
     model, tok = fresh_model(name, lora)
     times, tokens = [], []
@@ -71,7 +87,7 @@ def bench_trl(df, steps, bs, lr, max_len, out_dir, name, lora):
         def on_step_end(self, args, state, control, **kw):
             times.append(time.perf_counter() - self.t)
 
-    cfg = MidtrainConfig(batch_size=bs, max_seq_len=max_len, save_steps=10**9, logging_steps=1)
+    cfg = MidtrainConfig(batch_size=bs, max_seq_len=max_len, save_steps=10**9, logging_steps=1, compact_lm_head=compact)
     args = sft_args(cfg, out_dir, steps, lr, 0.0, 0.0, "cpu")
     args.train_sampling_strategy = "sequential"  # the same batches, in the same order, as the bare loop
     # count non-padding tokens per batch from the collator's output (same count as the bare loop)
@@ -85,7 +101,8 @@ def bench_trl(df, steps, bs, lr, max_len, out_dir, name, lora):
 
     SFTTrainer.training_step = counting_step
     try:
-        run_phase_with_callback(model, tok, df, args, Timer())
+        with compact_lm_head(cfg.compact_lm_head):
+            run_phase_with_callback(model, tok, df, args, Timer())
     finally:
         SFTTrainer.training_step = orig
     return times, tokens
@@ -138,26 +155,33 @@ def main() -> None:
     ap.add_argument("--lr", type=float, default=5e-5)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--examples", default="runs/midtrain-beauty/midtrain/examples/train.parquet")
-    ap.add_argument("--out", default="runs/bench/midtrain_tps")
+    ap.add_argument("--out", default="runs/bench/train_throughput")
     ap.add_argument("--model", default="smollm2-135m", help="registry name or folder")
     ap.add_argument("--lora", action="store_true", help="LoRA adapters instead of full fine-tuning")
+    ap.add_argument("--paths", nargs="+", default=["bare", "trl", "trl-full-head"],
+                    choices=["bare", "trl", "trl-full-head"])
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     df = examples(args.steps * args.batch_size, Path(args.examples))
-    res = {}
-    for name in ("bare", "trl"):
-        if name == "trl":
-            times, tokens = bench_trl(df, args.steps, args.batch_size, args.lr, args.max_seq_len, Path(args.out),
-                                      args.model, args.lora)
-        else:
+    flops = matmul_flops(args.threads)
+    params = sum(p.numel() for p in fresh_model(args.model, False)[0].parameters())
+    floor = flops / (6 * params)
+    res: dict = {"matmul_gflops": round(flops / 1e9, 1), "parameters": params,
+                 "floor_tokens_per_s": round(floor, 1)}
+    for name in args.paths:
+        if name == "bare":
             times, tokens = bench_bare(df, args.steps, args.batch_size, args.lr, args.max_seq_len, args.model, args.lora)
+        else:
+            times, tokens = bench_trl(df, args.steps, args.batch_size, args.lr, args.max_seq_len,
+                                      Path(args.out) / name, args.model, args.lora, compact=name == "trl")
         t, n = sum(times[1:]), sum(tokens[1:len(times)])
         res[name] = {"timed_steps": len(times) - 1, "seconds": round(t, 2), "tokens": n,
-                     "tokens_per_s": round(n / t, 1), "s_per_step": round(t / max(1, len(times) - 1), 2)}
+                     "tokens_per_s": round(n / t, 1), "s_per_step": round(t / max(1, len(times) - 1), 2),
+                     "floor_over_this": round(floor / (n / t), 2)}
         print(name, res[name], flush=True)
-    res["overhead_ratio_trl_over_bare"] = round(res["trl"]["s_per_step"] / res["bare"]["s_per_step"], 3)
-    res["tokens_per_s_ratio_bare_over_trl"] = round(res["bare"]["tokens_per_s"] / res["trl"]["tokens_per_s"], 3)
+    if "bare" in res and "trl" in res:
+        res["bare_over_trl_tokens_per_s"] = round(res["bare"]["tokens_per_s"] / res["trl"]["tokens_per_s"], 3)
     res.update(model=args.model, lora=args.lora, batch_size=args.batch_size, threads=args.threads, torch=torch.__version__,
                examples=args.examples if Path(args.examples).exists() else "synthetic")
     print(json.dumps(res, indent=1))
