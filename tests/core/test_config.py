@@ -7,7 +7,7 @@ from gr2.config import RunConfig, load_config, profile_path, save_config
 
 
 def test_profiles_load_and_round_trip(tmp_path):
-    for name in ("quick", "medium", "full", "tiny"):
+    for name in ("quick", "medium", "gpu", "full", "tiny"):
         cfg = load_config(profile_path(name))
         assert isinstance(cfg, RunConfig)
         save_config(cfg, tmp_path / f"{name}.yaml")
@@ -72,7 +72,7 @@ def test_out_of_range_values_are_one_line_config_errors(override, message):
 
 
 def test_every_profile_passes_the_range_checks():
-    for name in ("tiny", "quick", "medium", "full"):
+    for name in ("tiny", "quick", "medium", "gpu", "full"):
         load_config(profile_path(name))
 
 
