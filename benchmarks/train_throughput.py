@@ -7,7 +7,9 @@ PyTorch loop on the same examples, batch size and optimiser, and the compute flo
 
 Paths: ``bare`` (a hand-written loop, full logits), ``trl`` (ours: the compact LM head,
 :func:`gr2.training.loop.compact_lm_head`, the default), ``trl-full-head`` (``compact_lm_head=false``:
-TRL's own CPU path, every position through the LM head). The compute floor is the tokens/s at which
+TRL's own CPU path, every position through the LM head), ``trl-grouped`` (``trl`` with
+``group_by_length``: batches of similar lengths, so less padding; other batches than the paths
+above, which all see the examples in file order). The compute floor is the tokens/s at which
 the step's matmul FLOPs (≈ 6 × parameters per token for a full fine-tune, the forward and backward of
 every weight) would take exactly the machine's measured fp32 matmul throughput (:func:`matmul_flops`).
 
@@ -71,7 +73,7 @@ def matmul_flops(threads: int, size: int = 1024, repeats: int = 20) -> float:
     return 2 * size**3 * repeats / (time.perf_counter() - start)
 
 
-def bench_trl(df, steps, bs, lr, max_len, out_dir, name, lora, compact=True):
+def bench_trl(df, steps, bs, lr, max_len, out_dir, name, lora, compact=True, grouped=False):
     from transformers import TrainerCallback
 
     from gr2.midtrain.config import MidtrainConfig
@@ -87,9 +89,11 @@ def bench_trl(df, steps, bs, lr, max_len, out_dir, name, lora, compact=True):
         def on_step_end(self, args, state, control, **kw):
             times.append(time.perf_counter() - self.t)
 
-    cfg = MidtrainConfig(batch_size=bs, max_seq_len=max_len, save_steps=10**9, logging_steps=1, compact_lm_head=compact)
+    cfg = MidtrainConfig(batch_size=bs, max_seq_len=max_len, save_steps=10**9, logging_steps=1, compact_lm_head=compact,
+                         group_by_length=grouped)
     args = sft_args(cfg, out_dir, steps, lr, 0.0, 0.0, "cpu")
-    args.train_sampling_strategy = "sequential"  # the same batches, in the same order, as the bare loop
+    if not grouped:
+        args.train_sampling_strategy = "sequential"  # the same batches, in the same order, as the bare loop
     # count non-padding tokens per batch from the collator's output (same count as the bare loop)
     from trl import SFTTrainer
 
@@ -159,7 +163,7 @@ def main() -> None:
     ap.add_argument("--model", default="smollm2-135m", help="registry name or folder")
     ap.add_argument("--lora", action="store_true", help="LoRA adapters instead of full fine-tuning")
     ap.add_argument("--paths", nargs="+", default=["bare", "trl", "trl-full-head"],
-                    choices=["bare", "trl", "trl-full-head"])
+                    choices=["bare", "trl", "trl-full-head", "trl-grouped"])
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
@@ -173,8 +177,11 @@ def main() -> None:
         if name == "bare":
             times, tokens = bench_bare(df, args.steps, args.batch_size, args.lr, args.max_seq_len, args.model, args.lora)
         else:
-            times, tokens = bench_trl(df, args.steps, args.batch_size, args.lr, args.max_seq_len,
-                                      Path(args.out) / name, args.model, args.lora, compact=name == "trl")
+            # grouping needs a pool of examples to group (transformers: mega-batches of up to 50 batches)
+            pool = examples(args.steps * args.batch_size * 8, Path(args.examples)) if name == "trl-grouped" else df
+            times, tokens = bench_trl(pool, args.steps, args.batch_size, args.lr, args.max_seq_len,
+                                      Path(args.out) / name, args.model, args.lora, compact=name != "trl-full-head",
+                                      grouped=name == "trl-grouped")
         t, n = sum(times[1:]), sum(tokens[1:len(times)])
         res[name] = {"timed_steps": len(times) - 1, "seconds": round(t, 2), "tokens": n,
                      "tokens_per_s": round(n / t, 1), "s_per_step": round(t / max(1, len(times) - 1), 2),

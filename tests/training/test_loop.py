@@ -63,3 +63,34 @@ def test_compact_head_restores_trl_afterwards():
     with pytest.raises(RuntimeError), compact_lm_head(True):
         raise RuntimeError("a failing training step")
     assert trl_utils._use_triton is before
+
+
+def test_group_by_length_batches_similar_lengths(tmp_path, monkeypatch):
+    """32 short and 32 long examples, batches of two (TRL pads a batch to its longest example): grouped,
+    at most one batch per mega-batch (4 of them) mixes a short and a long one; random, about half do."""
+    import pandas as pd
+    from trl import SFTTrainer
+
+    from gr2.midtrain.config import MidtrainConfig
+    from gr2.training.loop import run_phase, sft_args
+
+    words = "Items a user bought oldest first Next item Purchase history".split()
+    rows = [(" ".join(words[:2]), " item") if i % 2 else (" ".join(words * 4), " item") for i in range(64)]
+    df = pd.DataFrame(rows, columns=["prompt", "completion"])
+    mixed = {}
+    real = SFTTrainer.training_step
+
+    def spy(self, model, inputs, *a, **k):
+        lengths = inputs["attention_mask"].sum(dim=1)
+        mixed.setdefault(self.args.train_sampling_strategy, []).append(int(lengths.max() - lengths.min()) > 10)
+        return real(self, model, inputs, *a, **k)
+
+    monkeypatch.setattr(SFTTrainer, "training_step", spy)
+    for grouped in (True, False):
+        tok = tiny_llm.make_tokenizer([" ".join(words)] * 3)
+        model = tiny_llm.make_model(len(tok))
+        cfg = MidtrainConfig(batch_size=2, max_seq_len=128, save_steps=100, logging_steps=1, group_by_length=grouped)
+        args = sft_args(cfg, tmp_path / str(grouped), 32, 1e-4, 0.0, 0.0, "cpu")
+        run_phase(model, tok, df, args, tmp_path / f"tb{grouped}")
+    assert len(mixed["group_by_length"]) == len(mixed["random"]) == 32
+    assert sum(mixed["group_by_length"]) <= 4 < 10 <= sum(mixed["random"])

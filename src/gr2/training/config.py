@@ -48,6 +48,12 @@ class TrainingFields:
     several times faster than 2 (docs/midtrain.md)."""
     seed: int = 0
     """Seeds the stage's sampling, initialisation and training."""
+    group_by_length: bool = False
+    """Batch examples of similar length together (transformers' length-grouped sampler: shuffled
+    mega-batches sorted by length), so fewer padding tokens are trained on. Mid-training and the trace
+    SFT only (the listwise objective and RL batch their own way). On the medium profile's mid-training
+    examples random batches of 4 are ~48% padding before truncation, length-grouped ones <1%
+    (BENCHMARKS.md, "Training throughput"). Changes which examples share a step, so a run's numbers."""
     compact_lm_head: bool = True
     """Project only the positions a loss reads (completion tokens) through the LM head in TRL's fused
     loss, on every device. TRL does so only where Triton runs (CUDA/XPU); elsewhere it projects every

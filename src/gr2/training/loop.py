@@ -84,6 +84,7 @@ def sft_args(cfg: Any, output_dir: Path, steps: int, lr: float, weight_decay: fl
         completion_only_loss=True,
         packing=False,
         dataset_num_proc=None,
+        train_sampling_strategy="group_by_length" if getattr(cfg, "group_by_length", False) else "random",
         **trainer_defaults(cfg, device),
     )
 
