@@ -6,7 +6,7 @@ import pandas as pd
 import pytest
 
 from gr2.data.config import DataConfig
-from gr2.data.loaders import DataFormatError, load_beauty, load_generic
+from gr2.data.loaders import DataFormatError, load_beauty, load_generic, read_items_file
 from gr2.data.prepare import k_core, prepare
 from gr2.data.splits import sequences_from_interactions
 
@@ -152,6 +152,58 @@ def test_filters_are_counted(generic_dir: Path):
     assert f["removed_user_sample"] == 30 * 7
     assert prepared.stats["users"] == 10
     assert f["removed_items_without_interactions"] == 30 - prepared.stats["items"]
+
+
+@pytest.mark.parametrize("text, message", [
+    # a header cell that is another one with spaces: was a pandas ValueError (traceback)
+    ("item_id, item_id,title\ni1,i2,x\n", r"items.csv: column 'item_id' appears twice in the header"),
+    # a first row longer than the header: pandas took 'i1,a' as the index and read item 'b' titled 'c'
+    ("item_id,title\ni1,a,b,c\ni2,d\n", r"items.csv: row 2 \(line\): 4 fields but the header has 2 column\(s\)"),
+    # a blank or missing item id: was an item called ''
+    ("item_id,title\ni1,a\n,b\n", r"items.csv: row 3 \(line\): item_id is missing or blank \(1 row\(s\)\); every item"),
+    ("title,item_id\na,i1\nb\n", r"items.csv: row 3 \(line\): item_id is missing or blank"),
+])
+def test_bad_items_csv_names_file_row_and_field(generic_dir: Path, text, message):
+    (generic_dir / "items.csv").write_text(text, encoding="utf-8")
+    with pytest.raises(DataFormatError, match=message):
+        load_generic(generic_dir)
+
+
+def test_a_first_interaction_row_longer_than_the_header_is_an_error(generic_dir: Path):
+    path = generic_dir / "interactions.csv"
+    path.write_text(path.read_text().replace("\n", ",extra\n", 2).replace(",extra", "", 1), encoding="utf-8")
+    with pytest.raises(DataFormatError, match=r"interactions.csv: row 2 \(line\): 4 fields but the header has 3"):
+        load_generic(generic_dir)
+
+
+@pytest.mark.parametrize("column, values, message", [
+    ("item_id", ["i1", None], r"items.parquet: row 1: item_id is missing or blank"),   # was an item called nan
+    ("item_id", [["i1"], ["i2"]], r"row 0: item_id \['i1'\] is not an id"),           # was an item "['i1']"
+    ("title", [["a"], ["b", "c"]], r"row 0: title \['a'\] is not text"),
+    ("categories", [[["Beauty", "Skin"]], []],
+     r"row 0: categories \[\['Beauty', 'Skin'\]\] holds \['Beauty', 'Skin'\]; expected a list of category names"),
+    ("categories", [{"path": "A"}, None], r"row 0: categories \{'path': 'A'\} is not a list of category names"),
+])
+def test_bad_items_parquet_names_row_and_field(tmp_path: Path, column, values, message):
+    items = pd.DataFrame({"item_id": ["i1", "i2"], "title": ["a", "b"], "categories": [["A"], ["B"]]})
+    items[column] = pd.Series(values, dtype=object)
+    items.to_parquet(tmp_path / "items.parquet", index=False)
+    with pytest.raises(DataFormatError, match=message):
+        read_items_file(tmp_path / "items.parquet")
+
+
+def test_parquet_categories_drop_nulls_and_blanks_like_csv(tmp_path: Path):
+    pd.DataFrame({"item_id": ["i1", "i2"], "title": ["a", None],
+                  "categories": [["Beauty", None, " ", " Skin "], None]}).to_parquet(tmp_path / "items.parquet")
+    items = read_items_file(tmp_path / "items.parquet")
+    assert items["categories"].tolist() == [["Beauty", "Skin"], []]  # were ['Beauty', 'None', ' ', ' Skin ']
+    assert items["title"].tolist() == ["a", ""]
+
+
+def test_an_upper_case_csv_suffix_still_counts_lines(tmp_path: Path):
+    (tmp_path / "items.CSV").write_text("item_id,title\ni1,a\ni1,b\n", encoding="utf-8")
+    with pytest.raises(DataFormatError, match=r"items.CSV: row 3 \(line\): item_id 'i1' appears twice"):
+        read_items_file(tmp_path / "items.CSV")
 
 
 @pytest.mark.network

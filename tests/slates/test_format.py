@@ -40,12 +40,49 @@ def _broken(change) -> list[dict]:
     (lambda r: r.update(split="holdout"), r"line 3: split: 'holdout'; expected one of"),
     (lambda r: r.update(request_id="r0-0"), r"line 3: request_id 'r0-0' already used at .*line 1"),
     (lambda r: r.pop("user_id"), r"line 3: user_id: missing"),
+    # were tracebacks (OverflowError) or silently accepted:
+    (lambda r: r["labels"].__setitem__(0, 10**400),
+     r"line 3: labels: 10000000000000000000\.\.\. \(401 digits\) is too large a number"),
+    (lambda r: r.update(timestamp=10**400), r"line 3: timestamp: .* is too large a number"),
+    (lambda r: r.update(timestamp=float("inf")), r"line 3: timestamp: inf is not a finite time"),
+    (lambda r: r["history_timestamps"].reverse(),
+     r"line 3: history_timestamps: history item 2 \('i3'\) at 2004 is older than item 1 \(2005\); expected the hist"),
+    (lambda r: r.update(timestamp=2003.5),
+     r"line 3: history_timestamps: history item 5 \('i6'\) at 2004 is after the request's timestamp 2003.5"),
+    (lambda r: r.update(user_id=["u2"]), r"line 3: user_id: expected a string or number, got \['u2'\]"),
+    (lambda r: r.update(request_id={"id": 2}), r"line 3: request_id: expected a string or number"),
 ])
 def test_bad_rows_are_errors_naming_file_row_and_field(tmp_path, items_csv, change, message):
     with pytest.raises(SlateFormatError, match=message) as err:
         _load(tmp_path, items_csv, _broken(change))
     assert str(tmp_path / "s.jsonl") in str(err.value)
     assert isinstance(err.value, DataFormatError)  # the CLI reports it as a data error, no traceback
+
+
+@pytest.mark.parametrize("line, message", [
+    (b'{"user_id": "u\xe9"}', r"s.jsonl: not UTF-8 text \(byte \d+, line 2: 0xe9\)"),  # was UnicodeDecodeError
+    (b'{"user_id": ' + b"1" * 5000 + b"}", r"s.jsonl: line 2: not valid JSON \(a number too long"),  # was ValueError
+    (b'{"history": ' + b"[" * 100_000 + b"]" * 100_000 + b"}", r"s.jsonl: line 2: not valid JSON"),  # RecursionError
+])
+def test_unreadable_jsonl_lines_are_errors(tmp_path, items_csv, line, message):
+    path = write_jsonl(tmp_path / "s.jsonl", slate_rows(n_users=3))
+    lines = path.read_bytes().splitlines()
+    path.write_bytes(b"\n".join([lines[0], line, *lines[1:]]) + b"\n")
+    with pytest.raises(SlateFormatError, match=message):
+        load_slates(path, read_items_file(items_csv))
+
+
+def test_a_byte_order_mark_is_read_like_csv(tmp_path, items_csv):
+    path = write_jsonl(tmp_path / "s.jsonl", slate_rows(n_users=4))
+    path.write_bytes(b"\xef\xbb\xbf" + path.read_bytes())  # was: line 1: not valid JSON (Unexpected UTF-8 BOM)
+    assert load_slates(path, read_items_file(items_csv))[1]["kept"] == 4
+
+
+def test_a_csv_row_longer_than_the_header_is_an_error(tmp_path, items_csv):
+    path = tmp_path / "s.csv"  # pandas read 'u1' as the index and shifted every value one column left
+    path.write_text("user_id,history,candidates,labels\nu1,i1 i2,i3 i4,1 0,oops\n", encoding="utf-8")
+    with pytest.raises(SlateFormatError, match=r"s.csv: line 2: 5 fields but the header has 4 column\(s\)"):
+        load_slates(path, read_items_file(items_csv))
 
 
 def test_missing_column_names_what_is_expected(tmp_path, items_csv):

@@ -259,12 +259,13 @@ def read_items_file(items_path: Path) -> pd.DataFrame:
         raise DataFormatError(f"{items_path}: file not found")
     items = _read_table(items_path)
     _require_columns(items, items_path, ITEM_COLUMNS)
+    categories = items["categories"] if "categories" in items else pd.Series([None] * len(items))
     items_out = pd.DataFrame(
         {
-            "raw_id": items["item_id"].astype(str),
-            "title": items["title"].fillna("").astype(str),
-            "categories": [_parse_categories(v) for v in items.get("categories", pd.Series([None] * len(items)))],
-            "description": items["description"].fillna("").astype(str) if "description" in items else "",
+            "raw_id": _ids(items["item_id"], items_path, "item_id", record="item"),
+            "title": _text(items["title"], items_path, "title"),
+            "categories": [_parse_categories(v, items_path, row) for row, v in enumerate(categories)],
+            "description": _text(items["description"], items_path, "description") if "description" in items else "",
         }
     )
     dup_items = items_out["raw_id"].duplicated()
@@ -286,34 +287,76 @@ def _find(folder: Path, stem: str) -> Path:
     return found[0]
 
 
-def _ids(values: pd.Series, path: Path, column: str) -> pd.Series:
+def _ids(values: pd.Series, path: Path, column: str, record: str = "interaction") -> pd.Series:
     """``values`` as id strings; a missing or blank id is an error naming its row (not a user or item
-    called "nan" or "")."""
+    called "nan" or ""), and so is a list or mapping (a Parquet list or struct column)."""
+    _check_scalars(values, path, column, "an id (a string or number)")
     text = values.astype(str)
     bad = values.isna().to_numpy() | (text.str.strip() == "").to_numpy()
     if bad.any():
         row = int(np.flatnonzero(bad)[0])
         raise DataFormatError(f"{path}: row {_row(path, row)}: {column} is missing or blank "
-                              f"({int(bad.sum())} row(s)); every interaction needs a {column}")
+                              f"({int(bad.sum())} row(s)); every {record} row needs one")
     return text
+
+
+def _text(values: pd.Series, path: Path, column: str) -> pd.Series:
+    """Free text (``title``, ``description``) as strings: missing is "", a number is its text; a list
+    or mapping is an error naming its row."""
+    _check_scalars(values, path, column, "text")
+    return values.astype(str).where(values.notna(), "")
+
+
+def _check_scalars(values: pd.Series, path: Path, column: str, expected: str) -> None:
+    if values.dtype != object:  # only an object column (Parquet lists, structs) can hold a container
+        return
+    bad = values.map(lambda v: isinstance(v, (list, tuple, dict, np.ndarray))).to_numpy(bool)
+    if bad.any():
+        row = int(np.flatnonzero(bad)[0])
+        raise DataFormatError(f"{path}: row {_row(path, row)}: {column} {_short(values.iloc[row])} is not "
+                              f"{expected}; expected one value per row")
+
+
+def _short(value: object, limit: int = 60) -> str:
+    """``repr`` of a cell (Parquet lists as Python lists), cut to ``limit`` characters."""
+    def plain(v: object) -> object:
+        return [plain(x) for x in v] if isinstance(v, (list, tuple, np.ndarray)) else v
+
+    text = repr(plain(value))
+    return text if len(text) <= limit else text[:limit] + "..."
 
 
 def _read_table(path: Path) -> pd.DataFrame:
     if path.stat().st_size == 0:
         raise DataFormatError(f"{path}: empty file")
+    parquet = path.suffix.lower() == ".parquet"
     try:
-        if path.suffix == ".parquet":
+        if parquet:
             df = pd.read_parquet(path)
         else:
             df = pd.read_csv(path, dtype=str, keep_default_na=False, encoding="utf-8")
     except UnicodeDecodeError:
         raise DataFormatError(f"{path}: not UTF-8 text ({_first_bad_byte(path)}): save the file as UTF-8") from None
     except (pd.errors.ParserError, pd.errors.EmptyDataError, OSError, ValueError) as exc:
-        raise DataFormatError(f"{path}: cannot be read: {exc}") from exc
+        raise DataFormatError(f"{path}: cannot be read: {' '.join(str(exc).split())}") from exc
+    if not parquet:
+        _check_csv_width(df, path)
     if df.empty:
         raise DataFormatError(f"{path}: no rows")
     df.columns = [str(c).strip() for c in df.columns]
+    twice = df.columns[df.columns.duplicated()]
+    if len(twice):
+        raise DataFormatError(f"{path}: column {twice[0]!r} appears twice in the header; expected each column once")
     return df
+
+
+def _check_csv_width(df: pd.DataFrame, path: Path) -> None:
+    """pandas reads a CSV whose first row has more fields than the header by taking the extra leading
+    fields as the index, shifting every value into the wrong column: an error instead."""
+    if not isinstance(df.index, pd.RangeIndex):
+        raise DataFormatError(
+            f"{path}: row {_row(path, 0)}: {df.index.nlevels + len(df.columns)} fields but the header has "
+            f"{len(df.columns)} column(s); expected one value per column (quote a value that contains ',')")
 
 
 def _first_bad_byte(path: Path) -> str:
@@ -345,11 +388,19 @@ def _require_columns(df: pd.DataFrame, path: Path, required: tuple[str, ...], ex
         )
 
 
-def _parse_categories(value: object) -> list[str]:
-    if value is None or (isinstance(value, float) and np.isnan(value)):
-        return []
+def _parse_categories(value: object, path: Path, row: int) -> list[str]:
+    """A path of categories: a list (Parquet) or text joined by `` > ``; blanks and nulls are left out."""
     if isinstance(value, (list, tuple, np.ndarray)):
-        return [str(v) for v in value]
+        inner = [v for v in value if isinstance(v, (list, tuple, dict, np.ndarray))]
+        if inner:
+            raise DataFormatError(f"{path}: row {_row(path, row)}: categories {_short(value)} holds "
+                                  f"{_short(inner[0])}; expected a list of category names (one path)")
+        return [str(v).strip() for v in value if not pd.isna(v) and str(v).strip()]
+    if isinstance(value, dict):
+        raise DataFormatError(f"{path}: row {_row(path, row)}: categories {_short(value)} is not a list of "
+                              f"category names or a path joined by {CATEGORY_SEPARATOR!r}")
+    if pd.isna(value):
+        return []
     text = str(value).strip()
     return [c.strip() for c in text.split(CATEGORY_SEPARATOR.strip()) if c.strip()] if text else []
 
@@ -388,4 +439,4 @@ def _assign_positions(df: pd.DataFrame) -> pd.DataFrame:
 
 def _row(path: Path, index: int) -> str:
     """Human row number: line in a CSV (header is line 1), 0-based row in Parquet."""
-    return f"{index + 2} (line)" if Path(path).suffix == ".csv" else str(index)
+    return f"{index + 2} (line)" if Path(path).suffix.lower() == ".csv" else str(index)

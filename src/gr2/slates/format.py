@@ -20,11 +20,13 @@ Item ids are matched as strings against ``item_id`` of the items file. In CSV a 
 JSON array (``["a", "b"]``) or whitespace-separated ids (``a b``). Other columns are ignored.
 
 Input that breaks the format raises :class:`SlateFormatError` naming the file, the row and the
-field: a missing column, a list field that is not a list, labels missing or not one per
-candidate, a label other than 0/1/2, scores or history times not one per item, an item that is
-not in the items file, the same candidate twice in a slate, a repeated ``request_id``, an unknown
-``split``. Usable rows that cannot teach or measure a ranking are **dropped and counted**
-(:data:`DROP_REASONS`, in the order they are checked), never silently.
+field: a file that is not UTF-8 or not valid JSON/CSV, a missing column, a list field that is not
+a list, a ``user_id`` or ``request_id`` that is a list, labels missing or not one per candidate, a
+label other than 0/1/2, a number too large for a float, scores or history times not one per item,
+an infinite time, history times that go back in time or come after the request's ``timestamp``,
+an item that is not in the items file, the same candidate twice in a slate, a repeated
+``request_id``, an unknown ``split``. Usable rows that cannot teach or measure a ranking are
+**dropped and counted** (:data:`DROP_REASONS`, in the order they are checked), never silently.
 """
 
 from __future__ import annotations
@@ -33,13 +35,14 @@ import json
 import logging
 import math
 from collections import Counter
+from itertools import pairwise
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from gr2.data.loaders import DataFormatError
+from gr2.data.loaders import DataFormatError, _first_bad_byte
 
 log = logging.getLogger(__name__)
 
@@ -69,27 +72,39 @@ def read_rows(path: Path) -> tuple[list[dict[str, Any]], list[str]]:
     suffix = path.suffix.lower()
     if suffix == ".jsonl":
         rows, where = [], []
-        with path.open(encoding="utf-8") as fh:
-            for lineno, line in enumerate(fh, 1):
-                if not line.strip():
-                    continue
-                try:
-                    row = json.loads(line)
-                except json.JSONDecodeError as exc:
-                    raise SlateFormatError(f"{path}: line {lineno}: not valid JSON ({exc.msg})") from exc
-                if not isinstance(row, dict):
-                    raise SlateFormatError(f"{path}: line {lineno}: expected a JSON object per line")
-                rows.append(row)
-                where.append(f"line {lineno}")
+        try:
+            with path.open(encoding="utf-8-sig") as fh:  # -sig: a byte-order mark is read as pandas reads CSV
+                for lineno, line in enumerate(fh, 1):
+                    if not line.strip():
+                        continue
+                    try:
+                        row = json.loads(line)
+                    except (ValueError, RecursionError) as exc:  # also: an int of > 4300 digits, deep nesting
+                        why = (exc.msg if isinstance(exc, json.JSONDecodeError)
+                               else "a number too long or nesting too deep")
+                        raise SlateFormatError(f"{path}: line {lineno}: not valid JSON ({why})") from None
+                    if not isinstance(row, dict):
+                        raise SlateFormatError(f"{path}: line {lineno}: expected a JSON object per line")
+                    rows.append(row)
+                    where.append(f"line {lineno}")
+        except UnicodeDecodeError:
+            raise SlateFormatError(f"{path}: not UTF-8 text ({_first_bad_byte(path)}): save the file as UTF-8") from None
         return rows, where
     if suffix in (".parquet", ".csv"):
         try:
             df = pd.read_parquet(path) if suffix == ".parquet" else pd.read_csv(
                 path, dtype=str, keep_default_na=False, encoding="utf-8")
-        except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError, OSError, ValueError) as exc:
-            raise SlateFormatError(f"{path}: cannot be read: {exc}") from exc
+        except UnicodeDecodeError:
+            raise SlateFormatError(f"{path}: not UTF-8 text ({_first_bad_byte(path)}): save the file as UTF-8") from None
+        except (pd.errors.ParserError, pd.errors.EmptyDataError, OSError, ValueError) as exc:
+            raise SlateFormatError(f"{path}: cannot be read: {' '.join(str(exc).split())}") from exc
         first = 2 if suffix == ".csv" else 0  # CSV: the header is line 1
         label = "line" if suffix == ".csv" else "row"
+        if suffix == ".csv" and not isinstance(df.index, pd.RangeIndex):
+            # pandas takes the extra leading fields of a first row longer than the header as the index
+            raise SlateFormatError(f"{path}: line 2: {df.index.nlevels + len(df.columns)} fields but the header "
+                                   f"has {len(df.columns)} column(s); expected one value per column (quote a "
+                                   "value that contains ',')")
         return df.to_dict("records"), [f"{label} {i + first}" for i in range(len(df))]
     raise SlateFormatError(f"{path}: expected a .parquet, .jsonl or .csv file")
 
@@ -126,6 +141,9 @@ def _numbers(values: list[Any], field: str, at: str) -> list[float]:
             x = float(v)
         except (TypeError, ValueError):
             raise SlateFormatError(f"{at}: {field}: {v!r} is not a number") from None
+        except OverflowError:  # an int beyond float's range (JSON allows any length)
+            raise SlateFormatError(f"{at}: {field}: {str(v)[:20]}... ({len(str(v))} digits) is too large a "
+                                   "number") from None
         out.append(x)
     return out
 
@@ -150,6 +168,7 @@ def _parse_row(row: dict[str, Any], at: str, known: set[str], items_path: Path |
     user = row["user_id"]
     if _missing(user):
         raise SlateFormatError(f"{at}: user_id: missing")
+    _check_scalar(user, "user_id", at)
     if _null(row["history"]):  # an empty list (or a blank CSV cell) is an empty history
         raise SlateFormatError(f"{at}: history: missing; expected a list of item ids (empty: [])")
     history = [str(i) for i in _as_list(row["history"], "history", at)]
@@ -184,6 +203,7 @@ def _parse_row(row: dict[str, Any], at: str, known: set[str], items_path: Path |
     timestamp = math.nan
     if not _missing(row.get("timestamp")):
         timestamp = _numbers([row["timestamp"]], "timestamp", at)[0]
+    _check_times(history, times, timestamp, at)
     split = None
     if "split" in row:
         split = None if _missing(row["split"]) else str(row["split"]).strip()
@@ -191,6 +211,30 @@ def _parse_row(row: dict[str, Any], at: str, known: set[str], items_path: Path |
             raise SlateFormatError(f"{at}: split: {row['split']!r}; expected one of {list(SPLITS)}")
     return {"user_id": str(user), "history": history, "history_timestamps": times, "timestamp": timestamp,
             "candidates": candidates, "labels": labels, "scores": scores, "split": split}
+
+
+def _check_scalar(value: Any, field: str, at: str) -> None:
+    if isinstance(value, (list, tuple, dict, np.ndarray)):
+        raise SlateFormatError(f"{at}: {field}: expected a string or number, got {value!r}")
+
+
+def _check_times(history: list[str], times: list[float], timestamp: float, at: str) -> None:
+    """Times (missing: NaN) are finite; the history is oldest first and before the request."""
+    for field, values in (("timestamp", [timestamp]), ("history_timestamps", times)):
+        bad = [t for t in values if math.isinf(t)]
+        if bad:
+            raise SlateFormatError(f"{at}: {field}: {bad[0]} is not a finite time (epoch seconds)")
+    known = [(j, t) for j, t in enumerate(times) if not math.isnan(t)]  # j: 0-based, named 1-based
+    for (i, before), (j, t) in pairwise(known):
+        if t < before:
+            raise SlateFormatError(f"{at}: history_timestamps: history item {j + 1} ({history[j]!r}) at {t:.15g} "
+                                   f"is older than item {i + 1} ({before:.15g}); expected the history oldest first")
+    late = [(j, t) for j, t in known if t > timestamp]  # none against a NaN timestamp
+    if late:
+        j, t = late[0]
+        raise SlateFormatError(f"{at}: history_timestamps: history item {j + 1} ({history[j]!r}) at {t:.15g} is "
+                               f"after the request's timestamp {timestamp:.15g}; expected a history from before "
+                               "the request")
 
 
 def _drop_reason(slate: dict[str, Any]) -> str | None:
@@ -234,6 +278,8 @@ def load_slates(path: str | Path, items: pd.DataFrame,
             if c not in row:
                 raise SlateFormatError(f"{at}: {c}: missing")
         slate = _parse_row(row, at, known, items_path)
+        if not _missing(row.get("request_id")):
+            _check_scalar(row["request_id"], "request_id", at)
         rid = str(i) if _missing(row.get("request_id")) else str(row["request_id"])
         if rid in seen_ids:
             raise SlateFormatError(f"{at}: request_id {rid!r} already used at {seen_ids[rid]}; expected unique ids")
