@@ -34,13 +34,18 @@ DESCRIPTIONS = {
     "eval": "Score the pre-rank order and baselines on the candidate lists; write eval/results.md. "
             "`gr2 eval rerank --model M` adds an LLM's row; `gr2 eval retrieval` measures a model as a "
             "full-catalogue retriever.",
+    "rating": "The rating-prediction task (--task rating, docs/rating.md): baselines, the student zero-shot "
+              "and after pure RL, RMSE/MAE; write rating/results.md and rating/model.",
 }
 
 
 def _add_config_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--config", type=Path, help="YAML config file (any stage's fields)")
-    p.add_argument("--profile", help="bundled profile: quick (~16 min on 2 CPU cores), medium (45-65 min), full or tiny (ignored with --config)")
+    p.add_argument("--profile", help="bundled profile: quick (~16 min on 2 CPU cores), medium (45-65 min), gpu (one GPU, the LLM stages at real budgets), full or tiny (ignored with --config)")
     p.add_argument("--dataset", help="beauty, ml-1m, ml-100k or a folder in the generic format")
+    p.add_argument("--task", choices=["rerank", "rating"],
+                   help="rerank (default): data → sid → … → eval; rating: data → rating, rating prediction on "
+                        "explicit ratings (docs/rating.md)")
     p.add_argument("--slates", type=Path,
                    help="logged slates with graded labels (.parquet/.jsonl/.csv, docs/slates.md) instead of a "
                         "dataset and a pre-ranker; needs --items; sets rl.reward=ndcg unless --reward is given")
@@ -61,7 +66,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     run = sub.add_parser("run", help="run every stage in order (resumable)",
                          description="Run data → sid → candidates → midtrain → traces → sft → rl → eval in a run "
-                                     "directory, "
+                                     "directory (with --task rating: data → rating), "
                                      "skipping stages that are already complete for the same config.")
     run.add_argument("--out", "--run-dir", dest="run_dir", type=Path, required=True, help="run directory")
     run.add_argument("--stages", nargs="+", metavar="STAGE", help="only these stages (default: all)")
@@ -125,6 +130,8 @@ def _config(args: argparse.Namespace):
     base: dict = {}
     if args.dataset:
         base.setdefault("data", {})["dataset"] = args.dataset
+    if args.task:
+        base["task"] = args.task
     if bool(args.slates) != bool(args.items):
         raise ConfigError("--slates and --items go together (docs/slates.md)")
     if args.slates:

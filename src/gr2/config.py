@@ -27,6 +27,7 @@ from gr2.checks import ConfigError
 from gr2.data.config import DataConfig
 from gr2.eval.config import EvalConfig
 from gr2.midtrain.config import MidtrainConfig
+from gr2.rating.config import RatingConfig
 from gr2.rl.config import RLConfig
 from gr2.sft.config import SFTConfig
 from gr2.sid.config import SidConfig
@@ -36,8 +37,11 @@ from gr2.traces.config import TracesConfig
 
 @dataclass
 class RunConfig:
-    """Everything a run needs; each field is one stage's configuration."""
+    """Everything a run needs: the task, then one field per stage's configuration."""
 
+    task: typing.Literal["rerank", "rating"] = "rerank"
+    """``rerank``: the re-ranking pipeline (data → sid → … → eval); ``rating``: rating prediction
+    (data → rating, docs/rating.md). The stages of each: :data:`gr2.stages.TASKS`."""
     data: DataConfig = field(default_factory=DataConfig)
     """Data loading, k-core filtering and the leave-one-out split."""
     sid: SidConfig = field(default_factory=SidConfig)
@@ -56,18 +60,33 @@ class RunConfig:
     """Baselines, metrics and the results table."""
     slates: SlatesConfig = field(default_factory=SlatesConfig)
     """Logged slates with graded labels instead of a dataset and a pre-ranker (docs/slates.md)."""
+    rating: RatingConfig = field(default_factory=RatingConfig)
+    """The rating-prediction task (``task: rating``; docs/rating.md)."""
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
     def fingerprint(self, *sections: str) -> str:
-        """Short hash of the named sections: a stage is stale when its sections changed."""
-        payload = {name: dataclasses.asdict(getattr(self, name)) for name in sections}
+        """Short hash of the named sections: a stage is stale when its sections changed. Fields of
+        :data:`NEUTRAL_FIELDS` at their neutral value are left out, so adding such a field does not
+        make the stages of finished runs look stale."""
+        payload = {name: {k: v for k, v in dataclasses.asdict(getattr(self, name)).items()
+                          if not (k in NEUTRAL_FIELDS and v == NEUTRAL_FIELDS[k])} for name in sections}
         return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:16]
 
 
+#: Fields added after runs were made with the behaviour their value keeps (``name: value``, in any
+#: section): a stage's fingerprint leaves them out at that value. A new field whose default changes
+#: what a stage does must not be listed: finished runs then re-run that stage, as they should.
+NEUTRAL_FIELDS: dict[str, Any] = {
+    "group_by_length": False,  # training batches as before (random)
+    "compact_lm_head": True,  # the same log-probabilities as TRL's every-position path (tests/training)
+    "base_urls": [],  # traces: one server, ``base_url``, as before
+}
+
+
 def profile_path(name: str) -> Path:
-    """Path of a bundled profile (``quick``, ``medium``, ``full``, ``tiny``) shipped in ``gr2/configs``."""
+    """Path of a bundled profile (``quick``, ``medium``, ``gpu``, ``full``, ``tiny``) shipped in ``gr2/configs``."""
     path = Path(str(resources.files("gr2") / "configs" / f"{name}.yaml"))
     if not path.exists():
         available = sorted(p.stem for p in path.parent.glob("*.yaml"))

@@ -21,7 +21,7 @@ from gr2.checks import ConfigError
 from gr2.config import RunConfig, save_config
 from gr2.reuse import link_stage, release, run_id
 from gr2.runs import RunDir
-from gr2.stages import STAGE_NAMES, Stage, get_stage
+from gr2.stages import Stage, get_stage, task_stages
 
 log = logging.getLogger(__name__)
 
@@ -87,7 +87,7 @@ def run_stage(run: RunDir, cfg: RunConfig, name: str, force: bool = False) -> di
     for path in _aside(run, stage):
         path.unlink(missing_ok=True)
     log.info("stage %s: done in %.1f s", name, seconds)
-    if name == "eval":  # the results are in: the run's report.md gathers every stage's numbers
+    if name == task_stages(cfg)[-1]:  # the results are in: the run's report.md gathers every stage's numbers
         from gr2.report import build_report
 
         build_report(run.path)
@@ -117,6 +117,11 @@ def run_pipeline(
     in this call is redone too, since its inputs were rewritten. ``reuse``: a finished run whose
     stages with the same fingerprint are linked into ``out`` instead of run (:mod:`gr2.reuse`).
     """
+    order = task_stages(cfg)
+    wanted = list(stages or order)
+    if set(wanted) - set(order):
+        raise ConfigError(f"stage(s) {sorted(set(wanted) - set(order))} are not part of task {cfg.task!r} "
+                          f"({' → '.join(order)}); set the task with --task")
     run = RunDir(Path(out))
     base = None if reuse is None else RunDir(Path(reuse))
     if base is not None and not base.manifest_path.is_file():
@@ -126,9 +131,8 @@ def run_pipeline(
     run.path.mkdir(parents=True, exist_ok=True)
     run.record_config(cfg.to_dict())
     save_config(cfg, run.path / "config.yaml")
-    wanted = list(stages or STAGE_NAMES)
     redo = set(force)
-    for name in STAGE_NAMES:
+    for name in order:
         if name not in wanted:
             continue
         stage = get_stage(name, cfg)

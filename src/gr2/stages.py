@@ -64,6 +64,14 @@ STAGES: tuple[Stage, ...] = (
           ("eval/results.json", "eval/results.md"), after=("midtrain", "sft", "rl")),
 )
 STAGE_NAMES = tuple(s.name for s in STAGES)
+"""The re-ranking pipeline's stages, in order (``task: rerank``)."""
+
+RATING = Stage("rating", "gr2.rating.stage:run_rating", "rating", ("data",),
+               ("rating/results.json", "rating/results.md", "rating/model/config.json"))
+"""The rating-prediction task's own stage (docs/rating.md)."""
+
+TASKS: dict[str, tuple[str, ...]] = {"rerank": STAGE_NAMES, "rating": ("data", RATING.name)}
+"""The stages each task (``RunConfig.task``) runs, in order."""
 
 SLATE_STAGES: dict[str, Stage] = {
     "data": Stage("data", "gr2.slates.stage:run_slates_data", "slates", (),
@@ -75,11 +83,16 @@ SLATE_STAGES: dict[str, Stage] = {
 """With ``slates.path`` set, these replace the data and candidates stages (docs/slates.md)."""
 
 
+def task_stages(cfg: RunConfig) -> tuple[str, ...]:
+    """The stages ``cfg``'s task runs, in order."""
+    return TASKS[cfg.task]
+
+
 def get_stage(name: str, cfg: RunConfig | None = None) -> Stage:
     """The stage called ``name``; the slates version of it when ``cfg`` reads slates."""
     if cfg is not None and cfg.slates.path and name in SLATE_STAGES:
         return SLATE_STAGES[name]
-    for stage in STAGES:
+    for stage in (*STAGES, RATING):
         if stage.name == name:
             return stage
-    raise KeyError(f"unknown stage {name!r}; stages: {', '.join(STAGE_NAMES)}")
+    raise KeyError(f"unknown stage {name!r}; stages: {', '.join((*STAGE_NAMES, RATING.name))}")

@@ -15,12 +15,12 @@ from pathlib import Path
 
 import pytest
 
-from gr2.stages import SLATE_STAGES, STAGES
+from gr2.stages import RATING, SLATE_STAGES, STAGES
 
 SRC = Path(__file__).resolve().parents[2] / "src"
 
 #: The pipeline's stages: peers that never import one another.
-STAGE_PACKAGES = {"sid", "candidates", "midtrain", "traces", "sft", "rl", "eval", "slates"}
+STAGE_PACKAGES = {"sid", "candidates", "midtrain", "traces", "sft", "rl", "eval", "slates", "rating"}
 #: The run's dataset (the first stage; every stage reads its split), above the libraries.
 FOUNDATION = {"data"}
 #: What the stages are built from; they import no stage and nothing above them.
@@ -65,7 +65,7 @@ def import_graph() -> dict[str, set[str]]:
                     name = name.rpartition(".")[0]
                 if name and name != module:
                     graph[module].add(name)
-    for stage in (*STAGES, *SLATE_STAGES.values()):
+    for stage in (*STAGES, *SLATE_STAGES.values(), RATING):
         graph["gr2.pipeline"].add(stage.function.partition(":")[0])
     return graph
 

@@ -109,3 +109,22 @@ def test_fingerprint_changes_with_the_section_only():
     b.eval.seed = 9
     assert a.fingerprint("data") == b.fingerprint("data")
     assert a.fingerprint("eval") != b.fingerprint("eval")
+
+
+#: The default config's stage fingerprints. A new field changes them, and so makes every finished run's
+#: stages look stale: list the field in gr2.config.NEUTRAL_FIELDS when its default keeps what runs did,
+#: else update these (and say in the commit that finished runs re-run those stages).
+DEFAULT_FINGERPRINTS = {"data": "491cfc28373756ed", "sid": "4f89a36054922027", "candidates": "9d99723f8ed1bb8d",
+                        "midtrain": "8e1ab0066da31899", "traces": "f3def244bfe1ca14", "sft": "b166ed4fc9d2dc1e",
+                        "rl": "4547be23bf167107", "eval": "cb460e56462d6a13"}
+
+
+def test_new_fields_do_not_make_finished_runs_stale():
+    from gr2.pipeline import fingerprint
+    from gr2.stages import STAGES
+
+    cfg = RunConfig()
+    assert {s.name: fingerprint(cfg, s) for s in STAGES} == DEFAULT_FINGERPRINTS
+    sft = next(s for s in STAGES if s.name == "sft")
+    moved = load_config(None, ["sft.group_by_length=true"])
+    assert fingerprint(moved, sft) != DEFAULT_FINGERPRINTS["sft"], "a neutral field away from its value counts"

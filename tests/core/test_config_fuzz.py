@@ -12,8 +12,9 @@ from hypothesis import strategies as st
 from gr2.checks import ConfigError
 from gr2.config import RunConfig, load_config
 
-FIELDS = sorted(f"{section.name}.{f.name}" for section in dataclasses.fields(RunConfig)
-                for f in dataclasses.fields(section.default_factory()))
+FIELDS = sorted(["task", *(f"{section.name}.{f.name}" for section in dataclasses.fields(RunConfig)
+                           if section.default_factory is not dataclasses.MISSING  # the sections, not task
+                           for f in dataclasses.fields(section.default_factory()))])
 
 VALUES = st.one_of(
     st.integers(-10**6, 10**6).map(str),

@@ -61,7 +61,7 @@ def _trainer(tmp_path, reward_func, prompts, max_rounds=4, **kw):
 
     from gr2.rl.config import RLConfig
     from gr2.rl.dapo import DAPOTrainer
-    from gr2.rl.stage import grpo_args
+    from gr2.training.dapo import grpo_args
 
     from .conftest import make_model, make_tokenizer
 

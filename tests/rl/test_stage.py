@@ -111,7 +111,7 @@ def test_run_rl_writes_the_artifacts(tmp_path, tiny_run):
 def test_vllm_is_passed_to_trl_only_when_asked_and_installed(tmp_path):
     import importlib.util
 
-    from gr2.rl.stage import grpo_args
+    from gr2.training.dapo import grpo_args
 
     assert grpo_args(RLConfig(), tmp_path, "cpu").use_vllm is False
     if importlib.util.find_spec("vllm") is None:

@@ -1,10 +1,14 @@
-"""Fakes for the traces tests: synthetic examples and a scripted teacher that reads its prompts."""
+"""Fakes for the traces tests: synthetic examples, a scripted teacher that reads its prompts, and
+loopback OpenAI-compatible chat servers."""
 
 from __future__ import annotations
 
 import json
 import re
+import threading
+import time
 from collections.abc import Callable, Sequence
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import SimpleNamespace
 
 import pytest
@@ -101,3 +105,97 @@ def scripted():
 def helpers():
     """Plain helper functions (conftest modules cannot be imported under importlib mode)."""
     return SimpleNamespace(sid=sid, item=item, answer=answer, shown_sids=shown_sids, user_text=user_text)
+
+
+class ChatServer:
+    """A chat-completions server on 127.0.0.1 (one thread per request, one connection per request).
+
+    Records every request; answers from ``script`` (``(status, body)`` pairs consumed in order),
+    then 200 with ``reply(request body)`` as the message (default ``reply:<last user message>``),
+    after ``delay`` seconds. With ``fail_after = n`` it fails every request after its n-th the way
+    ``fail_mode`` says: ``"500"`` answers HTTP 500, ``"close"`` closes the connection without an
+    answer, ``"refused"`` does that and stops listening (connection refused from then on).
+    """
+
+    def __init__(self, reply: Callable[[dict], str] | None = None, fail_after: int | None = None,
+                 fail_mode: str = "500", delay: float = 0.0):
+        self.requests: list[dict] = []
+        self.script: list[tuple[int, str]] = []
+        self.reply = reply or (lambda body: "reply:" + body["messages"][-1]["content"])
+        self.fail_after = fail_after
+        self.fail_mode = fail_mode
+        self.delay = delay
+        self.answered = 0
+        self.failed = 0
+        self.in_flight = self.max_in_flight = 0
+        self.lock = threading.Lock()
+        self.closed = False
+        outer = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self):
+                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+                with outer.lock:
+                    outer.requests.append({"path": self.path, "headers": dict(self.headers), "body": body})
+                    fail = outer.fail_after is not None and len(outer.requests) > outer.fail_after
+                    status, text = (None, None) if fail else outer.script.pop(0) if outer.script else (200, None)
+                    outer.in_flight += 1
+                    outer.max_in_flight = max(outer.max_in_flight, outer.in_flight)
+                time.sleep(outer.delay)
+                with outer.lock:
+                    outer.in_flight -= 1
+                    outer.failed += fail
+                    outer.answered += not fail and status == 200
+                if fail and outer.fail_mode == "500":
+                    status, text = 500, '{"error": "engine crashed"}'
+                elif fail:  # no answer: the client sees the connection closed
+                    self.close_connection = True
+                    if outer.fail_mode == "refused":
+                        threading.Thread(target=outer.close, daemon=True).start()
+                    return
+                if text is None:
+                    msg = {"role": "assistant", "content": outer.reply(body)}
+                    text = json.dumps({"id": "x", "object": "chat.completion",
+                                       "choices": [{"index": 0, "message": msg, "finish_reason": "stop"}]})
+                data = text.encode()
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            def log_message(self, *args):
+                pass
+
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.httpd.daemon_threads = True
+        self.base_url = f"http://127.0.0.1:{self.httpd.server_address[1]}/v1"
+        self.thread = threading.Thread(target=self.httpd.serve_forever, args=(0.02,), daemon=True)
+        self.thread.start()
+
+    @property
+    def requests_after_failing(self) -> int:
+        """Requests received after its first failure (0 while it has not failed)."""
+        return max(0, len(self.requests) - self.fail_after - 1) if self.fail_after is not None else 0
+
+    def close(self) -> None:
+        with self.lock:
+            if self.closed:
+                return
+            self.closed = True
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+@pytest.fixture
+def make_server():
+    """``make_server(**kw)``: a started :class:`ChatServer`, closed after the test."""
+    made: list[ChatServer] = []
+
+    def make(**kw) -> ChatServer:
+        made.append(ChatServer(**kw))
+        return made[-1]
+
+    yield make
+    for s in made:
+        s.close()

@@ -1,12 +1,9 @@
-"""OpenAITeacher against a real HTTP server on 127.0.0.1 that speaks chat-completions JSON."""
+"""OpenAITeacher against a real HTTP server on 127.0.0.1 that speaks chat-completions JSON (one server;
+the pool of several: test_teacher_pool.py)."""
 
 from __future__ import annotations
 
-import json
 import socket
-import threading
-import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
@@ -15,58 +12,9 @@ from gr2.traces.config import TracesConfig
 from gr2.traces.teachers import OpenAITeacher, TeacherError, make_teacher
 
 
-class Server:
-    """Records requests; answers from ``script`` (a list of ``(status, body)`` consumed in order,
-    then 200 with ``reply:<last user message>``); ``delay`` seconds per request."""
-
-    def __init__(self):
-        self.requests: list[dict] = []
-        self.script: list[tuple[int, str]] = []
-        self.delay = 0.0
-        self.in_flight = self.max_in_flight = 0
-        self.lock = threading.Lock()
-        outer = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self):  # noqa: N802 - http.server's naming
-                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-                with outer.lock:
-                    outer.requests.append({"path": self.path, "headers": dict(self.headers), "body": body})
-                    outer.in_flight += 1
-                    outer.max_in_flight = max(outer.max_in_flight, outer.in_flight)
-                    status, text = outer.script.pop(0) if outer.script else (200, None)
-                time.sleep(outer.delay)
-                if text is None:
-                    msg = {"role": "assistant", "content": "reply:" + body["messages"][-1]["content"]}
-                    text = json.dumps({"id": "x", "object": "chat.completion",
-                                       "choices": [{"index": 0, "message": msg, "finish_reason": "stop"}]})
-                data = text.encode()
-                with outer.lock:
-                    outer.in_flight -= 1
-                self.send_response(status)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
-
-            def log_message(self, *args):
-                pass
-
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.base_url = f"http://127.0.0.1:{self.httpd.server_address[1]}/v1"
-        self.thread = threading.Thread(target=self.httpd.serve_forever, args=(0.02,), daemon=True)
-        self.thread.start()
-
-    def close(self):
-        self.httpd.shutdown()
-        self.httpd.server_close()
-
-
 @pytest.fixture
-def server():
-    s = Server()
-    yield s
-    s.close()
+def server(make_server):
+    return make_server()
 
 
 def convs(n: int) -> list[list[dict]]:

@@ -47,6 +47,8 @@ def k_core(pairs: pd.DataFrame, k: int) -> tuple[pd.DataFrame, int]:
 
 def prepare(raw: RawData, cfg: DataConfig) -> Prepared:
     inter = raw.interactions
+    if raw.rating is not None:  # travels with its interaction through the filters (the rating task reads it)
+        inter = inter.assign(rating=raw.rating.to_numpy(float))
     filtering: dict[str, int] = {"raw_interactions": len(inter), "raw_items": len(raw.items)}
 
     if cfg.min_rating is not None:
@@ -97,6 +99,8 @@ def prepare(raw: RawData, cfg: DataConfig) -> Prepared:
         }
     )
     interactions.insert(2, "position", interactions.groupby("user_id").cumcount().astype(np.int64))
+    if "rating" in inter:
+        interactions["rating"] = inter["rating"].to_numpy(float)
 
     lengths = interactions.groupby("user_id").size()
     empty_text = int(((items["title"].str.strip() == "") & (items["categories"].map(len) == 0)).sum())

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any, Literal
 
-__all__ = ["apply_chat_template"]
+__all__ = ["apply_chat_template", "completion_text", "end_of_turn"]
 
 
 def _merge_system(messages: Sequence[Mapping[str, str]]) -> list[dict[str, str]]:
@@ -77,3 +77,13 @@ def end_of_turn(tokenizer: Any) -> str:
     tail = rendered[rendered.rindex(_PROBE) + len(_PROBE):].strip()
     eos = tokenizer.eos_token or ""
     return tail if tail.endswith(eos) else tail + eos
+
+
+def completion_text(completion: Any) -> str:
+    """A generated completion as text: TRL's reward functions get strings, or message lists for
+    conversational prompts (the last message's content)."""
+    if isinstance(completion, str):
+        return completion
+    if isinstance(completion, Sequence) and completion and isinstance(completion[-1], Mapping):
+        return str(completion[-1].get("content", ""))
+    return str(completion)

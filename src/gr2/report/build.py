@@ -17,6 +17,7 @@ from gr2.report import sections
 from gr2.report.markdown import Context, not_run
 from gr2.report.plots import make_plots
 from gr2.runs import MANIFEST, atomic_write_text, read_json
+from gr2.stages import TASKS
 
 log = logging.getLogger(__name__)
 
@@ -46,6 +47,7 @@ SECTIONS: tuple[Section, ...] = (
     Section("SFT", sections.sft, "sft/metrics.json", "sft", "sft --run-dir RUN"),
     Section("RL", sections.rl, "rl/metrics.json", "rl", "rl --run-dir RUN"),
     Section("Results", sections.results, "eval/results.json", "eval", "eval --run-dir RUN"),
+    Section("Rating prediction", sections.rating, "rating/results.json", "rating", "rating --run-dir RUN"),
     Section("Stage timings", sections.timings, MANIFEST),
     Section("Configuration", sections.configuration),
 )
@@ -53,6 +55,7 @@ SECTIONS: tuple[Section, ...] = (
 
 def build_report(run_path: str | Path) -> Path:
     """Write ``<run>/report.md`` (atomically) and its plots under ``<run>/report/``; return the path.
+    The sections are those of the run's task (``config.task``: the stages it runs, and the rest).
 
     Reads only the run directory (docs/artifacts.md), so it can be called after any stage, or on a
     run copied from another machine."""
@@ -63,7 +66,8 @@ def build_report(run_path: str | Path) -> Path:
     ctx = Context(run_path, manifest, make_plots(run_path))
     parts = [f"# Run report: {run_path.name}\n",
              "Sections in pipeline order; each names the file its numbers come from.\n"]
-    parts += [f"## {s.title}\n\n{render_section(ctx, s)}" for s in SECTIONS]
+    stages = TASKS.get((manifest.get("config") or {}).get("task"), TASKS["rerank"])
+    parts += [f"## {s.title}\n\n{render_section(ctx, s)}" for s in SECTIONS if s.stage in (None, *stages)]
     path = run_path / REPORT
     atomic_write_text(path, "\n".join(parts))
     log.info("report: %s (%d plots)", path, len(ctx.plots))

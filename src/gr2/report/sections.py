@@ -281,6 +281,22 @@ def results(ctx: Context) -> str:
     return "\n".join(parts)
 
 
+def rating(ctx: Context) -> str:
+    """``rating/results.json`` (the RL run, timings) and ``rating/results.md`` (the tables, verbatim)."""
+    r = ctx.read("rating/results.json")
+    rl, took = r.get("rl", {}), r.get("seconds", {})
+    md = (ctx.run / "rating" / "results.md").read_text(encoding="utf-8")
+    md = re.sub(r"^(#+) ", r"##\1 ", md, flags=re.MULTILINE)  # its headings under this section's
+    return "\n".join([
+        source("rating/results.json", "rating/results.md"),
+        (f"Pure RL: {fmt(rl.get('global_step'))} DAPO step(s) on {fmt(rl.get('prompts'))} prompts "
+         f"({secs(rl.get('seconds'))} s, {rl.get('device', '—')}). Seconds: "
+         + ", ".join(f"{k} {secs(v)}" for k, v in took.items()) + ".\n"),
+        md,
+        f"Recompute: {ctx.gr2('rating --run-dir RUN --force')}\n",
+    ])
+
+
 def _ci_table(ctx: Context, systems: dict[str, Any]) -> str:
     header = ["system", *(f"{k} [95% CI]" for k in CI_METRICS), *(f"Δ{k} vs pre-rank" for k in CI_METRICS)]
     return table(header, [[name, *_with_ci(row), *_deltas(ctx, row)] for name, row in systems.items()])

@@ -27,7 +27,6 @@ candidates (``rl/valid_rate`` 1.0), so the reward ranks orders instead of punish
 from __future__ import annotations
 
 import dataclasses
-import importlib.util
 import json
 import logging
 import shutil
@@ -89,39 +88,6 @@ def prompt_rows(lists: pd.DataFrame, items: Mapping[int, ItemText], tokenizer: A
 
 
 # --------------------------------------------------------------------------- training
-def grpo_args(cfg: RLConfig, output_dir: Path, device: str) -> Any:
-    """TRL's ``GRPOConfig`` for ``cfg``, CPU-safe (docs/resources.md: bf16 only on a CUDA device that
-    supports it, activation checkpointing off, ``use_cpu`` without CUDA)."""
-    from trl import GRPOConfig
-
-    from gr2.training.loop import trainer_defaults
-
-    if cfg.use_vllm and importlib.util.find_spec("vllm") is None:
-        raise RuntimeError("rl.use_vllm is set but vLLM is not installed: `pip install vllm` (GPU only), "
-                           "or set rl.use_vllm=false to generate with transformers")
-    vllm = {"use_vllm": True, "vllm_mode": cfg.vllm_mode} if cfg.use_vllm else {}
-    return GRPOConfig(
-        output_dir=str(output_dir),
-        max_steps=cfg.steps,
-        learning_rate=cfg.lr,
-        lr_scheduler_type="constant_with_warmup",
-        warmup_steps=cfg.warmup_steps,
-        per_device_train_batch_size=cfg.batch_size * cfg.num_generations // cfg.grad_accum,
-        gradient_accumulation_steps=cfg.grad_accum,
-        num_generations=cfg.num_generations,
-        max_completion_length=cfg.max_completion_length,
-        temperature=cfg.temperature,
-        top_p=cfg.top_p,
-        epsilon=cfg.epsilon,
-        epsilon_high=cfg.epsilon_high,
-        beta=cfg.beta,
-        loss_type=cfg.loss_type,
-        scale_rewards=cfg.scale_rewards,
-        **vllm,
-        **trainer_defaults(cfg, device),
-    )
-
-
 def rollout_constraint(tokenizer: Any, cfg: RLConfig) -> RankingConstraint | None:
     """The ranking constraint rollouts are sampled through (``None``: free sampling). Answers end
     as SFT taught them to: the chat template's end of turn (:func:`gr2.prompts.chat.end_of_turn`)."""
@@ -164,6 +130,7 @@ def train_rl(model: Any, tokenizer: Any, rows: Sequence[Mapping[str, Any]], cfg:
     from datasets import Dataset
 
     from gr2.rl.dapo import DAPOTrainer, RerankReward
+    from gr2.training.dapo import grpo_args
     from gr2.training.loop import (
         latest_checkpoint,
         tensorboard,

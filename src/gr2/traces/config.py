@@ -4,9 +4,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from typing import Any, Literal
+from urllib.parse import urlsplit
 
-from gr2.checks import check
+from gr2.checks import at_least, check
 from gr2.prompts.render import PromptConfig
+
+DEFAULT_BASE_URL = "http://127.0.0.1:8000/v1"
 
 
 @dataclass
@@ -26,22 +29,34 @@ class TracesConfig:
     """Local only: torch device (``None``: ``cuda`` when available, else ``cpu``)."""
     dtype: str = "float32"
     """Local only: weight dtype (``bfloat16`` on a GPU halves memory; CPUs here have no bf16 units)."""
-    base_url: str = "http://127.0.0.1:8000/v1"
-    """OpenAI only: requests go to ``{base_url}/chat/completions``."""
+    base_url: str = DEFAULT_BASE_URL
+    """OpenAI only: requests go to ``{base_url}/chat/completions`` (the one-server case of
+    ``base_urls``)."""
+    base_urls: list[str] = field(default_factory=list)
+    """OpenAI only: a pool of servers of the same model (``[http://a:8000/v1, http://b:8000/v1]``).
+    Empty: the pool is ``[base_url]``. Otherwise it replaces ``base_url``, which must then be left at
+    its default or be one of these (so a config never names a server it does not use). Each request
+    goes to the server with the fewest requests in flight (round-robin among ties); a server that
+    fails (connection error, timeout, 408/429/5xx) is left out for ``backoff_s * 2**(n-1)`` seconds
+    (its n-th failure in a row, at most ``backoff_max_s``) and the request is retried on another
+    (``max_retries``); docs/training.md, "A pool of teacher servers"."""
     api_key_env: str = ""
     """OpenAI only: name of the environment variable holding the API key (never the key itself, so
     it stays out of configs and manifests). Empty: no ``Authorization`` header (local servers)."""
     concurrency: int = 8
-    """OpenAI only: requests in flight at once. ``batch_size`` requests are sent per store flush, so
-    keep ``batch_size >= concurrency``."""
+    """OpenAI only: requests in flight at once, over the whole pool (e.g. 3 servers × 8). ``batch_size``
+    requests are sent per store flush, so keep ``batch_size >= concurrency``."""
     timeout_s: float = 300.0
     """OpenAI only: seconds per request before it counts as a (retryable) timeout."""
     max_retries: int = 5
-    """OpenAI only: retries after the first try, on HTTP 408/429/5xx, timeouts and connection errors."""
+    """OpenAI only: retries of one request after its first try, on any server of the pool, on HTTP
+    408/429/5xx, timeouts and connection errors."""
     backoff_s: float = 1.0
-    """OpenAI only: wait before retry r is ``backoff_s * 2**r`` seconds (capped by ``backoff_max_s``)."""
+    """OpenAI only: a server that fails is left out for ``backoff_s * 2**(n-1)`` seconds after its
+    n-th failure in a row (capped by ``backoff_max_s``); a request waits only when every server is
+    out, so with one server this is the wait before retry n."""
     backoff_max_s: float = 60.0
-    """OpenAI only: longest wait between two tries."""
+    """OpenAI only: longest time a failing server is left out (and so longest wait between two tries)."""
     extra_body: dict[str, Any] = field(default_factory=dict)
     """OpenAI only: extra request fields, e.g. ``{"top_k": -1, "repetition_penalty": 1.0}`` for vLLM,
     which otherwise applies the model's own ``generation_config`` defaults for non-OpenAI knobs."""
@@ -102,10 +117,13 @@ class TracesConfig:
             "concurrency must be >= 1": self.concurrency >= 1,
             "max_retries must be >= 0": self.max_retries >= 0,
             "timeout_s must be > 0": self.timeout_s > 0,
+            f"backoff_s must be >= 0, got {self.backoff_s}": at_least(self.backoff_s, 0),
+            f"backoff_max_s must be >= 0, got {self.backoff_max_s}": at_least(self.backoff_max_s, 0),
             "n_examples must be >= 1 or None": self.n_examples is None or self.n_examples >= 1,
             "gate_lists must be >= 0": self.gate_lists >= 0,
         }
         check("traces", checks)
+        self._check_servers()
         if self.mode not in ("rejection", "targeted"):
             raise ValueError(f"traces.mode must be 'rejection' or 'targeted', got {self.mode!r}")
         if self.accept not in ("top1", "top1_valid"):
@@ -113,7 +131,43 @@ class TracesConfig:
         if self.teacher not in ("local", "openai", "evidence"):
             raise ValueError(f"traces.teacher must be 'local', 'openai' or 'evidence', got {self.teacher!r}")
 
+    def _check_servers(self) -> None:
+        """``base_url`` and ``base_urls``: http(s) URLs with a host, no server twice, and ``base_url``
+        not naming a server outside a given pool."""
+        if isinstance(self.base_urls, (str, bytes)) or not isinstance(self.base_urls, (list, tuple)):
+            # ValueError, not TypeError: gr2.config turns it into a one-line ConfigError
+            raise ValueError(f"traces: base_urls must be a list of URLs, got {self.base_urls!r}")  # noqa: TRY004
+        self.base_urls = list(self.base_urls)
+        bad = [u for u in [self.base_url, *self.base_urls] if not _is_http_url(u)]
+        normal = [u.rstrip("/") for u in self.base_urls]
+        twice = sorted({u for u in normal if normal.count(u) > 1})
+        checks = {
+            f"base_url/base_urls must be http(s)://host[:port][/path] URLs, got {bad[:3]!r}": not bad,
+            f"base_urls lists a server twice: {twice[:3]!r}": not twice,
+            f"base_url {self.base_url!r} is not in base_urls (set one or the other; base_urls replaces "
+            "base_url)": (not self.base_urls or bool(bad)
+                          or self.base_url.rstrip("/") in (DEFAULT_BASE_URL, *normal)),
+        }
+        check("traces", checks)
+
+    @property
+    def servers(self) -> list[str]:
+        """The OpenAI teacher's pool: ``base_urls``, or ``[base_url]`` when that is empty."""
+        return list(self.base_urls) or [self.base_url]
+
     @property
     def max_attempts(self) -> int:
         """Tries per example in the current mode (targeted sampling is one pass)."""
         return self.attempts if self.mode == "rejection" else 1
+
+
+def _is_http_url(url: object) -> bool:
+    """An ``http://`` or ``https://`` URL with a host (and a valid port), no spaces, no query."""
+    if not isinstance(url, str) or not url or any(c.isspace() for c in url):
+        return False
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 - raises ValueError on a port outside 0..65535 or not a number
+    except ValueError:
+        return False
+    return parts.scheme in ("http", "https") and bool(parts.hostname) and not parts.query and not parts.fragment

@@ -1,0 +1,67 @@
+"""The student on the rating task: its prompts, its greedy answers, and pure RL (RecZero: DAPO from
+the model as it is, no SFT) with the rating reward."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from gr2.prompts.chat import apply_chat_template
+from gr2.prompts.rating import rating_messages
+from gr2.rating.config import RatingConfig
+from gr2.rating.data import Example
+from gr2.rating.rewards import RatingReward
+
+__all__ = ["answers", "prompts", "train_rl"]
+
+#: ``item_id → (title, categories)``, what a prompt shows of an item.
+ItemTexts = Mapping[int, tuple[str, Sequence[str]]]
+
+
+def prompts(examples: Sequence[Example], items: ItemTexts, tokenizer: Any, noun: str) -> list[str]:
+    """The prompt text of each example: :func:`gr2.prompts.rating.rating_messages` through the
+    tokenizer's chat template (ChatML when it has none), as every LLM stage renders prompts."""
+    return [apply_chat_template(tokenizer, rating_messages([(*items[i], r) for i, r in e.history], items[e.item],
+                                                           noun), fallback="chatml")
+            for e in examples]
+
+
+def answers(model: Any, tokenizer: Any, texts: Sequence[str], cfg: RatingConfig) -> list[str]:
+    """Greedy answers of at most ``max_completion_length`` tokens (the RL rollouts' limit)."""
+    from gr2.llm.generate import GenerationParams, generate_texts
+
+    params = GenerationParams(max_new_tokens=cfg.max_completion_length, temperature=0.0)
+    return generate_texts(model, tokenizer, texts, params, batch_size=cfg.eval_batch_size, progress=True)
+
+
+def train_rl(model: Any, tokenizer: Any, rows: Sequence[Mapping[str, Any]], cfg: RatingConfig,
+             out_dir: Path) -> tuple[Any, dict[str, Any]]:
+    """DAPO on ``rows`` (``prompt`` text, ``true_rating``) with :class:`RatingReward`. Writes
+    ``out_dir/{tb/, checkpoints/, model/}`` and resumes from the latest checkpoint. Returns
+    ``(trained model, info)``: ``global_step``, ``train_loss``, ``seconds``, ``device``, ``log``
+    (TRL's per-step logs: reward, its std, ``rating/*`` rates, ``dapo/*``)."""
+    from datasets import Dataset
+
+    from gr2.training.dapo import DAPOTrainer, grpo_args
+    from gr2.training.loop import (
+        latest_checkpoint,
+        tensorboard,
+        train_and_save,
+        train_info,
+    )
+    from gr2.training.setup import lora_config, start_training
+
+    device = start_training(cfg, model)
+    tb_callback, writer = tensorboard(out_dir / "tb")
+    trainer = DAPOTrainer(
+        model=model, reward_funcs=[RatingReward(cfg.format_reward, cfg.invalid_reward)],
+        args=grpo_args(cfg, out_dir / "checkpoints", device), train_dataset=Dataset.from_list([dict(r) for r in rows]),
+        processing_class=tokenizer, peft_config=lora_config(cfg) if cfg.lora else None, callbacks=[tb_callback],
+        dynamic_sampling=cfg.dynamic_sampling, max_resample_rounds=cfg.max_resample_rounds,
+    )
+    ckpt = latest_checkpoint(out_dir / "checkpoints")
+    model, result, seconds = train_and_save(trainer, ckpt, cfg.lora, tokenizer, out_dir / "model")
+    writer.close()
+    steps = [h for h in trainer.state.log_history if "reward" in h]
+    return model, {**train_info(trainer, ckpt, result, seconds, digits=6), "device": device, "log": steps}
