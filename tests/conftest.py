@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from pathlib import Path
 
 import pandas as pd
@@ -32,12 +34,20 @@ def generic_dir(tmp_path: Path) -> Path:
     return write_generic(tmp_path / "mydata")
 
 
-@pytest.fixture
-def one_torch_thread():
-    """Tiny matrices: extra torch threads only contend on a shared machine."""
+@contextlib.contextmanager
+def torch_threads(n: int = 1) -> Iterator[None]:
+    """Torch on ``n`` threads inside (tiny matrices: extra threads only contend on a shared machine)."""
     import torch
 
     before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+@pytest.fixture
+def one_torch_thread():
+    with torch_threads(1):
+        yield

@@ -13,7 +13,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import tiny_llm
-from conftest import write_generic
+from conftest import torch_threads, write_generic
 from tiny_run import tiny_overrides
 
 from gr2.cli import main
@@ -28,18 +28,11 @@ from gr2.variants import run_variants
 @pytest.fixture(scope="module")
 def tiny_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[RunDir, RunConfig]:
     """Every stage on a tiny slice, once for the module (the variants test works on a copy)."""
-    import torch
-
     tmp = tmp_path_factory.mktemp("e2e")
     student = tiny_llm.save_student(tmp / "student")
-    overrides = tiny_overrides(student)
-    cfg = load_config(None, overrides, base={"data": {"dataset": str(write_generic(tmp / "mydata"))}})
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)  # tiny matrices: extra threads only contend on a shared machine
-    try:
+    cfg = load_config(None, tiny_overrides(student), base={"data": {"dataset": str(write_generic(tmp / "mydata"))}})
+    with torch_threads(1):
         return run_pipeline(tmp / "run", cfg), cfg
-    finally:
-        torch.set_num_threads(before)
 
 
 def table_rows(run_path: Path) -> set[str]:

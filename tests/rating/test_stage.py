@@ -9,6 +9,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import tiny_llm
+from conftest import torch_threads
 
 from gr2.checks import ConfigError
 from gr2.config import load_config
@@ -42,20 +43,14 @@ def save_student(folder: Path) -> Path:
 
 @pytest.fixture(scope="module")
 def rating_run(tmp_path_factory: pytest.TempPathFactory):
-    import torch
-
     tmp = tmp_path_factory.mktemp("rating")
     overrides = [f"rating.model={save_student(tmp / 'student')}", "rating.eval_examples=6", "rating.train_examples=8",
                  "rating.steps=1", "rating.batch_size=2", "rating.num_generations=2", "rating.max_history=3",
                  "rating.max_completion_length=12", "rating.max_resample_rounds=0", "rating.eval_batch_size=6",
                  "rating.mf_factors=4", "rating.mf_epochs=2", "rating.bootstrap=50"]
     cfg = load_config(None, overrides, base={"task": "rating", "data": {"dataset": str(write_ratings(tmp / "data"))}})
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)  # tiny matrices: extra threads only contend on a shared machine
-    try:
+    with torch_threads(1):
         return run_pipeline(tmp / "run", cfg), cfg
-    finally:
-        torch.set_num_threads(before)
 
 
 def test_data_then_rating_and_nothing_else(rating_run):
