@@ -70,18 +70,27 @@ class RunConfig:
         """Short hash of the named sections: a stage is stale when its sections changed. Fields of
         :data:`NEUTRAL_FIELDS` at their neutral value are left out, so adding such a field does not
         make the stages of finished runs look stale."""
-        payload = {name: {k: v for k, v in dataclasses.asdict(getattr(self, name)).items()
-                          if not (k in NEUTRAL_FIELDS and v == NEUTRAL_FIELDS[k])} for name in sections}
+        payload = {name: _without_neutral(dataclasses.asdict(getattr(self, name))) for name in sections}
         return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:16]
 
 
+def _without_neutral(section: dict[str, Any]) -> dict[str, Any]:
+    """``section`` without the :data:`NEUTRAL_FIELDS` at their neutral value, in nested settings too
+    (``rl.prompt.reasoning_format``)."""
+    return {k: _without_neutral(v) if isinstance(v, dict) else v for k, v in section.items()
+            if not (k in NEUTRAL_FIELDS and v == NEUTRAL_FIELDS[k])}
+
+
 #: Fields added after runs were made with the behaviour their value keeps (``name: value``, in any
-#: section): a stage's fingerprint leaves them out at that value. A new field whose default changes
-#: what a stage does must not be listed: finished runs then re-run that stage, as they should.
+#: section or nested setting): a stage's fingerprint leaves them out at that value. A new field whose
+#: default changes what a stage does must not be listed: finished runs then re-run that stage, as they should.
 NEUTRAL_FIELDS: dict[str, Any] = {
     "group_by_length": False,  # training batches as before (random)
     "compact_lm_head": True,  # the same log-probabilities as TRL's every-position path (tests/training)
     "base_urls": [],  # traces: one server, ``base_url``, as before
+    "max_examples": None,  # sft: every accepted trace, as before
+    "reasoning_format": "free",  # prompts (traces, rl): the free-text explanation, as before
+    "engine": "pandas",  # data: the in-memory path, as before (duckdb writes the same files)
 }
 
 

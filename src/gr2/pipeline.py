@@ -6,6 +6,11 @@ stages are declared in :mod:`gr2.stages` (config section, the stages each reads 
 promises); a stage whose config or any upstream stage changed is re-run, and so is everything
 downstream of it. ``run_pipeline(..., reuse=BASE)`` links the stages a finished run already made
 with the same fingerprints instead of recomputing them (:mod:`gr2.reuse`).
+
+Launched as several processes (``accelerate launch``, :mod:`gr2.training.dist`), the training stages
+(:data:`MULTI_PROCESS`) run in every process and the others on the main one while the rest wait; the
+main process alone writes the manifest, ``config.yaml``, links and the report, between barriers, so
+every process takes the same decisions from the same files.
 """
 
 from __future__ import annotations
@@ -20,8 +25,9 @@ from typing import Any
 from gr2.checks import ConfigError
 from gr2.config import RunConfig, save_config
 from gr2.reuse import link_stage, release, run_id
-from gr2.runs import RunDir
+from gr2.runs import RunDir, remove_path
 from gr2.stages import Stage, get_stage, task_stages
+from gr2.training import dist
 
 log = logging.getLogger(__name__)
 
@@ -39,6 +45,10 @@ def fingerprint(cfg: RunConfig, stage: Stage) -> str:
     collect(stage)
     return cfg.fingerprint(*sections)
 
+
+MULTI_PROCESS = ("midtrain", "sft", "rl")
+"""Stages that every process of a multi-process launch runs, each training its share of the batch;
+the other stages run on the main process alone (``rating`` is refused: it trains in one process)."""
 
 STALE = ".stale"
 """Suffix of an output set aside while its stage runs again (:func:`set_aside`)."""
@@ -59,6 +69,21 @@ def set_aside(run: RunDir, stage: Stage) -> None:
             os.replace(current, aside)
 
 
+def discard_checkpoints(run: RunDir, stage: Stage, fp: str, force: bool) -> list[Path]:
+    """Delete what ``stage`` would resume from (:attr:`Stage.checkpoints`) when its last attempt in
+    ``run`` was made with another config (a recorded fingerprint other than ``fp``) or when it is
+    forced (``force``): a trainer resumes from whatever checkpoint it finds, and another config's would
+    continue the wrong model (or fail on a different optimiser). Returns what was deleted."""
+    previous = run.manifest().get("stages", {}).get(stage.name, {}).get("fingerprint")
+    if not force and previous in (None, fp):
+        return []
+    gone = [run.path / rel for rel in stage.checkpoints if (run.path / rel).exists()]
+    for path in gone:
+        log.info("stage %s: %s is from another config, deleted", stage.name, path)
+        remove_path(path)
+    return gone
+
+
 def run_stage(run: RunDir, cfg: RunConfig, name: str, force: bool = False) -> dict[str, Any] | None:
     """Run one stage unless it is already complete for this config; returns its summary."""
     stage = get_stage(name, cfg)
@@ -72,25 +97,38 @@ def run_stage(run: RunDir, cfg: RunConfig, name: str, force: bool = False) -> di
     if not force and run.is_complete(name, fp):
         log.info("stage %s: complete, skipped", name)
         return None
+    if dist.is_distributed() and name == "rating":
+        raise ConfigError("the rating stage trains in one process: run it without `accelerate launch`")
     log.info("stage %s: running", name)
-    release(run, name)  # a folder linked from another run: this run's outputs go to a folder of its own
-    set_aside(run, stage)
-    run.mark_running(name, fp)
+    dist.barrier()  # every process has read the manifest before the main one changes it
+    if dist.is_main():
+        release(run, name)  # a folder linked from another run: this run's outputs go to a folder of its own
+        discard_checkpoints(run, stage, fp, force)
+        set_aside(run, stage)
+        run.mark_running(name, fp)
+    dist.barrier()
     start = time.perf_counter()
     try:
-        summary = stage.load()(run, getattr(cfg, stage.section)) or {}
+        if dist.is_main() or name in MULTI_PROCESS:
+            summary = stage.load()(run, getattr(cfg, stage.section)) or {}
+        else:
+            summary = {}  # the main process runs it; this one waits at the barrier below
     except BaseException as exc:
-        run.mark_failed(name, f"{type(exc).__name__}: {exc}")
+        if dist.is_main():
+            run.mark_failed(name, f"{type(exc).__name__}: {exc}")
         raise
+    dist.barrier()
     seconds = time.perf_counter() - start
-    run.mark_done(name, list(stage.outputs), seconds, summary)
-    for path in _aside(run, stage):
-        path.unlink(missing_ok=True)
-    log.info("stage %s: done in %.1f s", name, seconds)
-    if name == task_stages(cfg)[-1]:  # the results are in: the run's report.md gathers every stage's numbers
-        from gr2.report import build_report
+    if dist.is_main():
+        run.mark_done(name, list(stage.outputs), seconds, summary)
+        for path in _aside(run, stage):
+            path.unlink(missing_ok=True)
+        log.info("stage %s: done in %.1f s", name, seconds)
+        if name == task_stages(cfg)[-1]:  # the results are in: the run's report.md gathers every stage's numbers
+            from gr2.report import build_report
 
-        build_report(run.path)
+            build_report(run.path)
+    dist.barrier()  # the manifest says done before any process looks at the next stage
     return summary
 
 
@@ -128,9 +166,12 @@ def run_pipeline(
         raise FileNotFoundError(f"--reuse {base.path}: no {base.manifest_path.name} there (not a run directory)")
     if base is not None and run_id(base) == str(run.path.resolve()):
         raise ConfigError(f"--reuse {base.path}: a run cannot reuse itself")
-    run.path.mkdir(parents=True, exist_ok=True)
-    run.record_config(cfg.to_dict())
-    save_config(cfg, run.path / "config.yaml")
+    dist.barrier()  # every process has read the run's config.yaml (the command line does) before it is rewritten
+    if dist.is_main():
+        run.path.mkdir(parents=True, exist_ok=True)
+        run.record_config(cfg.to_dict())
+        save_config(cfg, run.path / "config.yaml")
+    dist.barrier()
     redo = set(force)
     for name in order:
         if name not in wanted:
@@ -140,8 +181,10 @@ def run_pipeline(
             redo.add(name)
         if (base is not None and name not in redo and not run.is_complete(name, fingerprint(cfg, stage))
                 and reusable(run, base, cfg, stage)):
-            link_stage(run, base, name)
-            log.info("stage %s: reused from %s", name, base.path)
+            if dist.is_main():
+                link_stage(run, base, name)
+                log.info("stage %s: reused from %s", name, base.path)
+            dist.barrier()
         if run_stage(run, cfg, name, force=name in redo) is not None:
             redo.add(name)  # everything downstream of a stage that ran is rebuilt on its outputs
     return run

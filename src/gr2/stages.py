@@ -9,6 +9,7 @@ as imports of :mod:`gr2.pipeline`.
 
 from __future__ import annotations
 
+import dataclasses
 import importlib
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -38,6 +39,9 @@ class Stage:
     resumes: tuple[str, ...] = ()
     """Outputs the stage reads back when it resumes from a checkpoint (kept in place when it starts;
     see :func:`set_aside`)."""
+    checkpoints: tuple[str, ...] = ()
+    """What a re-run of the same config resumes from (training checkpoints, a finished warm-up):
+    deleted when the stage starts with another config or is forced (:func:`gr2.pipeline.discard_checkpoints`)."""
 
     def load(self) -> Callable[[RunDir, Any], dict[str, Any]]:
         module, _, attr = self.function.partition(":")
@@ -53,21 +57,28 @@ STAGES: tuple[Stage, ...] = (
           ("candidates/train.parquet", "candidates/val.parquet", "candidates/test.parquet",
            "candidates/prerank.json")),
     Stage("midtrain", "gr2.midtrain.stage:run_midtrain", "midtrain", ("data", "sid"),
-          ("midtrain/model/config.json", "midtrain/metrics.json")),
+          ("midtrain/model/config.json", "midtrain/metrics.json"),
+          checkpoints=("midtrain/checkpoints", "midtrain/warmup_model", "midtrain/loss_before.json")),
     Stage("traces", "gr2.traces.stage:run_traces", "traces", ("data", "sid", "candidates"),
           ("traces/samples.jsonl", "traces/accepted.jsonl", "traces/stats.json"), resumes=("traces/samples.jsonl",)),
     Stage("sft", "gr2.sft.stage:run_sft", "sft", ("midtrain", "traces"),
-          ("sft/model/config.json", "sft/metrics.json")),
+          ("sft/model/config.json", "sft/metrics.json"), checkpoints=("sft/checkpoints",)),
     Stage("rl", "gr2.rl.stage:run_rl", "rl", ("sft",),
-          ("rl/model/config.json", "rl/metrics.json", "rl/log.jsonl"), resumes=("rl/log.jsonl",)),
+          ("rl/model/config.json", "rl/metrics.json", "rl/log.jsonl"), resumes=("rl/log.jsonl",),
+          checkpoints=("rl/checkpoints",)),
     Stage("eval", "gr2.eval.stage:run_eval", "eval", ("data", "candidates"),
           ("eval/results.json", "eval/results.md"), after=("midtrain", "sft", "rl")),
 )
+RL_WITHOUT_SFT: dict[str, tuple[str, ...]] = {"midtrain": ("midtrain", "candidates")}
+"""What the ``rl`` stage reads when ``rl.init`` is not ``sft``: the mid-trained model, or (any other
+model: a registry name, a folder) only the item SIDs and the candidate lists. Its fingerprint and its
+re-runs then do not depend on the traces and SFT stages."""
 STAGE_NAMES = tuple(s.name for s in STAGES)
 """The re-ranking pipeline's stages, in order (``task: rerank``)."""
 
 RATING = Stage("rating", "gr2.rating.stage:run_rating", "rating", ("data",),
-               ("rating/results.json", "rating/results.md", "rating/model/config.json"))
+               ("rating/results.json", "rating/results.md", "rating/model/config.json"),
+               checkpoints=("rating/checkpoints",))
 """The rating-prediction task's own stage (docs/rating.md)."""
 
 TASKS: dict[str, tuple[str, ...]] = {"rerank": STAGE_NAMES, "rating": ("data", RATING.name)}
@@ -94,5 +105,7 @@ def get_stage(name: str, cfg: RunConfig | None = None) -> Stage:
         return SLATE_STAGES[name]
     for stage in (*STAGES, RATING):
         if stage.name == name:
+            if name == "rl" and cfg is not None and cfg.rl.init != "sft":  # RL without SFT (RecZero-style)
+                return dataclasses.replace(stage, upstream=RL_WITHOUT_SFT.get(cfg.rl.init, ("sid", "candidates")))
             return stage
     raise KeyError(f"unknown stage {name!r}; stages: {', '.join((*STAGE_NAMES, RATING.name))}")

@@ -3,8 +3,10 @@
 A variant is the base run's own config plus a few overrides. It is trained into
 ``BASE/variants/<name>/``, linking every stage it shares with the base (:mod:`gr2.reuse`), so only
 the stages its overrides change run: ``targeted`` re-runs traces, SFT and RL; ``reasoning-free``
-only RL. Then the base run's eval is redone with the variants' models added to ``eval.llm_models``
-(``variants/targeted/sft``, ...), each row named by what it is (:mod:`gr2.eval.labels`).
+and ``pure-rl`` only RL (``pure-rl``'s RL reads the mid-trained model, not SFT's); ``recone`` SFT
+(on 64 of the base's traces) and RL. Then the base run's eval is redone with the variants' models
+added to ``eval.llm_models`` (``variants/targeted/sft``, ...), each row named by what it is
+(:mod:`gr2.eval.labels`).
 """
 
 from __future__ import annotations
@@ -50,6 +52,18 @@ VARIANTS: dict[str, Variant] = {
         "RL of the base's reasoning SFT model with ranking-only answers (docs/method.md §9)",
         "the base run's RL is reasoning-free already (rl.reasoning=false): its own RL row is the "
         "reasoning-free GR2"),
+    "pure-rl": Variant(
+        ("rl.init=midtrain",),
+        "pure RL (RecZero-style, docs/method.md §10): DAPO straight from the mid-trained model, no traces "
+        "and no SFT",
+        "the base run's RL starts from the mid-trained model already (rl.init=midtrain): its own RL row is "
+        "the pure-RL one"),
+    "recone": Variant(
+        ("sft.objective=traces", "sft.max_examples=64", "rl.init=sft"),
+        "RecOne-style (docs/method.md §10): a cold-start SFT on a seeded sample of 64 accepted traces, "
+        "then RL from that SFT model",
+        "the base run is RecOne-style already (SFT on 64 traces, RL from it): its own SFT and RL rows are "
+        "the RecOne ones"),
 }
 """The variants ``gr2 variants`` trains, by name; adding one is one entry."""
 

@@ -128,3 +128,20 @@ def test_new_fields_do_not_make_finished_runs_stale():
     sft = next(s for s in STAGES if s.name == "sft")
     moved = load_config(None, ["sft.group_by_length=true"])
     assert fingerprint(moved, sft) != DEFAULT_FINGERPRINTS["sft"], "a neutral field away from its value counts"
+
+
+def test_the_new_neutral_fields_count_away_from_their_value_even_when_nested():
+    from gr2.config import NEUTRAL_FIELDS
+    from gr2.pipeline import fingerprint
+    from gr2.stages import get_stage
+
+    assert NEUTRAL_FIELDS["max_examples"] is None and NEUTRAL_FIELDS["reasoning_format"] == "free"
+    for override, stages in (("sft.max_examples=64", {"sft", "rl"}),
+                             ("rl.prompt.reasoning_format=think", {"rl"}),
+                             ("traces.prompt.reasoning_format=think", {"traces", "sft", "rl"})):
+        cfg = load_config(None, [override])
+        moved = {s: fingerprint(cfg, get_stage(s, cfg)) for s in DEFAULT_FINGERPRINTS}
+        assert {s for s in moved if moved[s] != DEFAULT_FINGERPRINTS[s]} == stages, override
+    # set explicitly to the neutral value: the same fingerprints as a config that predates the fields
+    cfg = load_config(None, ["sft.max_examples=null", "rl.prompt.reasoning_format=free"])
+    assert {s: fingerprint(cfg, get_stage(s, cfg)) for s in DEFAULT_FINGERPRINTS} == DEFAULT_FINGERPRINTS

@@ -107,7 +107,8 @@ def test_variants_reuse_the_base_stages_and_add_their_rows(tiny_run: tuple[RunDi
 
     done = run_variants(base)
     assert done["rejection"] is None, "the base samples rejection traces: that variant is the base itself"
-    for name, trained in (("targeted", {"traces", "sft", "rl"}), ("reasoning-free", {"rl"})):
+    for name, trained in (("targeted", {"traces", "sft", "rl"}), ("reasoning-free", {"rl"}), ("pure-rl", {"rl"}),
+                          ("recone", {"sft", "rl"})):
         variant = base / "variants" / name
         assert done[name].path == variant
         stages = json.loads((variant / "manifest.json").read_text())["stages"]
@@ -125,6 +126,12 @@ def test_variants_reuse_the_base_stages_and_add_their_rows(tiny_run: tuple[RunDi
     for system in ("SFT (rejection traces, ", "SFT (targeted traces, ", "GR2 (rejection → RL, ",
                    "targeted → RL (", "reasoning-free GR2 ("):
         assert {f"{system}direct)", f"{system}reasoning, shuffled order shown)"} <= rows, system
+    accepted = json.loads((base / "traces/stats.json").read_text())["acceptance"]["accepted"]
+    for system in ("pure RL (RecZero-style, ", f"SFT (cold start on {min(64, accepted)} rejection traces, ",
+                   f"RecOne (cold-start SFT on {min(64, accepted)} traces → RL, "):
+        assert {f"{system}direct)", f"{system}reasoning, shuffled order shown)"} <= rows, system
+    pure = json.loads((base / "variants/pure-rl/rl/metrics.json").read_text())
+    assert pure["policy"] == str(base / "variants/pure-rl/midtrain/model"), "pure RL starts from the mid-trained model"
     rl_free = json.loads(system_path(RunDir(base), "reasoning-free GR2 (reasoning)").read_text())
     assert rl_free["model"] == "variants/reasoning-free/rl" and rl_free["prompt"]["reasoning"] is False, \
         "each model is prompted in the format its own run trained it on"

@@ -132,3 +132,24 @@ def test_outputs_a_stage_resumes_from_stay_in_place():
     resumed = {s.name: s.resumes for s in ALL if s.resumes}
     assert resumed == {"traces": ("traces/samples.jsonl",), "rl": ("rl/log.jsonl",)}
     assert all(set(s.resumes) <= set(s.outputs) for s in ALL)
+
+
+def test_checkpoints_of_another_config_are_not_resumed(tmp_path):
+    """A stage killed (or kept with keep_checkpoints) under one config leaves checkpoints; started
+    again with another config, or forced, it must start fresh, not continue the other model."""
+    from gr2.pipeline import discard_checkpoints
+    from gr2.runs import RunDir
+    from gr2.stages import get_stage
+
+    run = RunDir(tmp_path / "run")
+    sft = get_stage("sft")
+    ckpt = run.path / "sft" / "checkpoints" / "checkpoint-3"
+    ckpt.mkdir(parents=True)
+    (ckpt / "trainer_state.json").write_text("{}")
+    assert discard_checkpoints(run, sft, "fp-a", force=False) == [], "no attempt recorded: nothing to compare"
+    run.mark_running("sft", "fp-a")
+    assert discard_checkpoints(run, sft, "fp-a", force=False) == [] and ckpt.exists(), "same config: resume"
+    assert discard_checkpoints(run, sft, "fp-b", force=False) == [run.path / "sft" / "checkpoints"]
+    assert not (run.path / "sft" / "checkpoints").exists()
+    ckpt.mkdir(parents=True)
+    assert discard_checkpoints(run, sft, "fp-a", force=True) and not ckpt.exists(), "--force starts fresh"

@@ -24,6 +24,8 @@ FUSION = EvalConfig(bootstrap=20, random_seeds=2, llm_modes=["direct"], llm_cont
 def test_fusion_model_is_the_configured_or_the_last_scored_llm():
     assert fusion_model(["sft", "rl"], EvalConfig()) == "rl"
     assert fusion_model(["sft"], EvalConfig()) == "sft"
+    assert fusion_model(["sft", "rl", "variants/recone/rl"], EvalConfig()) == "rl", "the run's own model"
+    assert fusion_model(["variants/a/sft", "variants/b/rl"], EvalConfig()) == "variants/b/rl"
     assert fusion_model(["sft", "rl"], EvalConfig(fusion_model="sft")) == "sft"
     assert fusion_model(["sft"], EvalConfig(fusion_model="rl")) is None
     for off in (EvalConfig(fusion_val_lists=0), EvalConfig(lambdamart=False), EvalConfig(split="val"),

@@ -62,3 +62,55 @@ def test_a_listwise_student_is_named_by_its_objective_not_by_traces(tmp_path, re
     manifest["config"]["sft"]["listwise_position_prior"] = True
     (run.path / "manifest.json").write_text(json.dumps(manifest))
     assert model_label(run, "sft") == ("SFT", "listwise + position prior")
+
+
+def set_config(run: RunDir, **sections) -> None:
+    manifest = json.loads((run.path / "manifest.json").read_text())
+    for name, values in sections.items():
+        manifest["config"].setdefault(name, {}).update(values)
+    (run.path / "manifest.json").write_text(json.dumps(manifest))
+
+
+@pytest.mark.parametrize(("reasoning", "rl"), [(True, ("pure RL", "RecZero-style")),
+                                               (False, ("reasoning-free pure RL", "RecZero-style"))])
+def test_rl_from_the_midtrained_model_is_pure_rl(tmp_path, reasoning, rl):
+    run = fake_run(tmp_path / "run", reasoning=reasoning)
+    set_config(run, rl={"init": "midtrain"})
+    assert model_label(run, "rl") == rl
+    set_config(run, sft={"objective": "listwise"})  # whatever the (unused) SFT stage was
+    assert model_label(run, "rl") == rl
+    set_config(run, rl={"init": "smollm2-135m"})  # RL from another model: its raw name
+    assert model_label(run, "rl") == ("rl", None)
+
+
+@pytest.mark.parametrize(("mode", "reasoning", "sft", "rl"), [
+    ("rejection", True, ("SFT", "cold start on 64 rejection traces"),
+     ("RecOne", "cold-start SFT on 64 traces → RL")),
+    ("targeted", False, ("SFT", "cold start on 64 targeted traces"),
+     ("reasoning-free RecOne", "cold-start SFT on 64 targeted traces → RL")),
+])
+def test_a_cold_start_sft_on_a_few_traces_is_recone(tmp_path, mode, reasoning, sft, rl):
+    run = fake_run(tmp_path / "run", mode, reasoning)
+    set_config(run, sft={"objective": "traces", "max_examples": 64})
+    assert model_label(run, "sft") == sft and model_label(run, "rl") == rl
+    # fewer accepted traces than the cap: the label says how many the SFT model saw
+    (run.path / "sft" / "metrics.json").write_text(json.dumps({"traces_accepted": 40}))
+    assert model_label(run, "sft")[1] == f"cold start on 40 {mode} traces"
+    assert model_label(run, "rl")[1].startswith("cold-start SFT on 40 ")
+    set_config(run, sft={"objective": "listwise"})  # max_examples only samples traces
+    assert model_label(run, "sft") == ("SFT", "listwise")
+
+
+def test_a_variant_inside_the_run_is_labelled_from_its_own_config(tmp_path):
+    base = fake_run(tmp_path / "base")
+    pure = fake_run(base.path / "variants" / "pure-rl", reasoning=False, stages=("rl",))
+    set_config(pure, rl={"init": "midtrain"})
+    assert model_label(base, "variants/pure-rl/rl") == ("reasoning-free pure RL", "RecZero-style")
+    assert model_label(base, "rl") == ("GR2", "rejection → RL")
+
+
+def test_the_trained_prompt_keeps_its_reasoning_format(tmp_path):
+    run = fake_run(tmp_path / "run")
+    assert trained_prompt(run.path, "rl").reasoning_format == "free"  # a manifest from before the field
+    set_config(run, rl={"prompt": {"order": "prerank", "reasoning_format": "think"}})
+    assert trained_prompt(run.path, "rl").think and not trained_prompt(run.path, "sft").think

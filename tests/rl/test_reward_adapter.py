@@ -98,3 +98,37 @@ def test_trl_call_convention_and_metrics():
 def test_unknown_reward_is_refused():
     with pytest.raises(ValueError):
         RerankReward("bogus")
+
+
+THINK = ("<user_interests>hair care</user_interests><item_features>two conditioners</item_features>"
+         "<compatibility>the conditioner fits</compatibility>")
+
+
+@pytest.mark.parametrize(("explanation", "format_ok"), [
+    (THINK, True),
+    ("free text reasoning", False),  # no steps
+    (THINK.replace("<user_interests>hair care</user_interests>", "") + "<user_interests>x</user_interests>",
+     False),  # out of order
+    (("<user_interests>hair care</user_interests><item_features> </item_features>"
+      "<compatibility>fits</compatibility>"), False),  # an empty step
+    ("Sure. " + THINK, False),  # text around the steps
+])
+def test_think_format_earns_the_format_credit_only_with_the_three_steps(explanation, format_ok):
+    text = answer([2, 0, 1, 3], explanation)
+    s = RerankReward(reasoning_format="think").score(text, SIDS, LABELS, SHOWN)
+    assert s.valid and s.format_ok is format_ok, "the ranking counts whatever the steps"
+    assert s.task_reward == pytest.approx(2 / 4 + (A if format_ok else 0.0))
+    free = RerankReward().score(text, SIDS, LABELS, SHOWN)
+    assert free.format_ok and free.task_reward == pytest.approx(2 / 4 + A), "free format: any explanation"
+    reasoning_free = RerankReward(reasoning=False, reasoning_format="think").score(text, SIDS, LABELS, SHOWN)
+    assert reasoning_free.format_ok, "without reasoning there is no structure to check"
+    with pytest.raises(ValueError, match="reasoning_format"):
+        RerankReward(reasoning_format="tags")
+
+
+def test_the_rl_stage_passes_the_prompt_format_to_the_reward():
+    from gr2.config import load_config
+
+    cfg = load_config(None, ["rl.prompt.reasoning_format=think"]).rl
+    assert cfg.prompt_config.think and cfg.prompt.reasoning_format == "think"
+    assert not load_config(None, ["rl.prompt.reasoning_format=think", "rl.reasoning=false"]).rl.prompt_config.think

@@ -173,3 +173,34 @@ def test_a_position_prior_saved_with_the_model_is_added_in_the_order_shown(run_d
     with Reranker.load(folder, prompt=shuffled, **files) as rr, \
             Reranker.load(run_dir / "midtrain" / "model", prompt=shuffled, **files) as plain:
         assert rr.rerank(HIST, CANDS).scores == pytest.approx(plain.rerank(HIST, CANDS).scores)
+
+
+def test_a_think_prompt_is_served_in_its_format(run_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The prompt settings reach serving: reasoning requests ask for the three tagged steps and get the
+    explanation back; direct requests are unchanged."""
+    from gr2.prompts.render import PromptConfig
+    from gr2.prompts.think import steps_text
+    from gr2.serve.reranker import ServeConfig
+
+    from .conftest import fake_embed
+
+    rr = Reranker.load(run_dir, prompt=PromptConfig(item_format="compact", reasoning_format="think"),
+                       config=ServeConfig(max_new_tokens=24), embed_fn=fake_embed)
+    try:
+        assert rr.prompts["reasoning"].think and not rr.prompts["direct"].think
+        sids = {r: rr.catalogue.get(r).sid for r in CANDS}
+        steps = steps_text(["hair care", "shampoos", "the first fits"], sep="")
+        ranking = ", ".join(f'"{sids[c]}"' for c in CANDS)
+        text = f'{{"explanation": "{steps}", "recommendations": [{ranking}]}}'
+        seen: list[list[int]] = []
+
+        def fake_generate(model, tok, prompts, *a):
+            seen.extend(prompts)
+            return [text] * len(prompts)
+
+        monkeypatch.setattr(reranker_mod, "generate_answers", fake_generate)
+        res = rr.rerank(HIST, CANDS, mode="reasoning")
+        assert "<user_interests>" in rr.tokenizer.decode(seen[0])
+        assert res.valid and res.order == CANDS and res.reasoning == steps
+    finally:
+        rr.close()

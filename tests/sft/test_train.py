@@ -157,3 +157,27 @@ def test_examples_whose_prompt_fills_max_len_are_dropped(tok, tmp_path):
     assert rows == [] and stats["truncated"] == stats["prompt_too_long"] == 2
     with pytest.raises(ValueError, match="max_seq_len=8"):
         train_sft(None, tok, examples, SFTConfig(max_seq_len=8, device="cpu"), tmp_path)
+
+
+def test_max_examples_trains_on_a_seeded_sample_of_the_traces(model, tok, tmp_path):
+    from gr2.checks import ConfigError
+    from gr2.config import load_config
+    from gr2.sft.stage import run_sft, sample_traces
+
+    traces = [{"example_id": str(i)} for i in range(10)]
+    sample = sample_traces(traces, 4, seed=0)
+    assert len(sample) == 4 and sample == sorted(sample, key=lambda t: int(t["example_id"])), "file order kept"
+    assert sample == sample_traces(traces, 4, seed=0) and sample != sample_traces(traces, 4, seed=1)
+    assert sample_traces(traces, None, 0) == traces == sample_traces(traces, 10, 0) == sample_traces(traces, 99, 0)
+    assert set(map(str, range(10))) == {t["example_id"] for s in range(20) for t in sample_traces(traces, 2, s)}
+    with pytest.raises(ConfigError, match="max_examples must be >= 1"):
+        load_config(None, ["sft.max_examples=0"])
+    with pytest.raises(ConfigError, match="listwise_lists"):
+        load_config(None, ["sft.objective=listwise", "sft.max_examples=8"])
+
+    run = RunDir(tmp_path / "run")
+    model.save_pretrained(run.stage_dir("midtrain") / "model")
+    tok.save_pretrained(run.stage_dir("midtrain") / "model")
+    (run.stage_dir("traces") / "accepted.jsonl").write_text("".join(json.dumps(ex) + "\n" for ex in make_examples(5)))
+    assert run_sft(run, _cfg(steps=1, max_examples=2))["examples"] == 2
+    assert json.loads((run.path / "sft" / "metrics.json").read_text())["traces_accepted"] == 5

@@ -281,3 +281,35 @@ def test_the_evidence_teacher_answers_only_lists_at_each_users_newest_training_p
     assert all(t not in statistics[u] for u, t in zip(kept["user_id"], kept["target"]))
     assert 2 in statistics[0]
     assert newest_position_lists(lists.drop(columns="position"), split).equals(lists.drop(columns="position"))
+
+
+def test_with_the_think_format_the_three_steps_are_tagged_blocks(world: dict) -> None:
+    """reasoning_format="think": the same claims and order, written as the three tagged steps the
+    parser checks, inside the JSON the prompt asks for."""
+    from types import SimpleNamespace
+
+    from gr2.prompts.parse import parse_output
+    from gr2.prompts.think import STEP_TAGS, parse_steps
+
+    teacher, train = world["teacher"], world["train"]
+    think = teacher.explain_lists(train, think=True)
+    for free, tagged, (_, row) in zip(world["traces"], think, train.iterrows()):
+        assert tagged.order == free.order and tagged.claims == free.claims
+        parsed = parse_steps(tagged.explanation)
+        assert parsed.status == "ok", tagged.explanation
+        assert not any(f"<{t}>" in free.explanation for t in STEP_TAGS)
+        assert set(SID_RUN.findall(tagged.explanation)) == set(SID_RUN.findall(free.explanation))
+    empty = teacher.explain([], list(train.iloc[1]["candidates"]), "new-user", train.iloc[1]["scores"], think=True)
+    assert parse_steps(empty.explanation).status == "ok"
+
+    row = train.iloc[0]
+    sids = world["sids"]
+    example = SimpleNamespace(history=[SimpleNamespace(item_id=i) for i in row["history"]],
+                              candidates=[SimpleNamespace(item_id=i) for i in row["candidates"]],
+                              example_id=row["example_id"])
+    cand_sids = [sids[i] for i in row["candidates"]]
+    for fmt, status in (("think", "ok"), ("free", "missing_step")):
+        prompt = SimpleNamespace(candidate_sids=cand_sids, reasoning=True, reasoning_format=fmt)
+        (text,) = teacher.answer_examples([example], [prompt])
+        parsed = parse_output(text, cand_sids, reasoning_format="think")
+        assert parsed.ok and parsed.steps_status == status

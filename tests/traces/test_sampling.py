@@ -179,3 +179,43 @@ def test_config_validation(make_examples):
     twice = make_examples(1) * 2
     with pytest.raises(ValueError, match="unique"):
         sample_traces(None, twice, TracesConfig(), None)
+
+
+def test_think_prompts_accept_only_answers_with_the_three_steps(tmp_path, make_examples, scripted, helpers):
+    """reasoning_format="think": a teacher answer whose explanation is not the three tagged steps is not
+    accepted (SFT would teach another format); one that is becomes an SFT example in that format."""
+    from gr2.prompts.think import steps_text
+
+    exs = make_examples(2, k=3, targets=[0, 0])
+    good = steps_text(["hair care", "a conditioner and two gels", "the conditioner fits best"], sep=" ")
+
+    def script(e, attempt, shown, conv):
+        target = next(x for x in exs if x.example_id == e).candidates[0].sid
+        ranked = [target, *[s for s in shown if s != target]]
+        return helpers.answer(ranked, good if e == "ex0" else "History shows hair care.")
+
+    cfg = TracesConfig(attempts=1, prompt=PromptConfig(reasoning_format="think"))
+    teacher = scripted(script)
+    r0, r1 = sample_traces(teacher, exs, cfg, TraceStore(tmp_path / "s"))
+    assert "<user_interests>" in teacher.conversations[0][0]["content"], "the teacher is asked for the steps"
+    assert r0["status"] == r1["status"] == "ok"
+    assert r0["accepted"] and not r1["accepted"]
+    assert json.loads(sft_example(exs[0], r0, cfg.prompt)["completion"])["explanation"] == good
+
+
+def test_the_sampling_key_of_free_text_prompts_is_the_one_before_reasoning_format():
+    import dataclasses
+    import hashlib
+
+    from gr2.traces.sampling import sampling_key
+
+    cfg = TracesConfig()
+    prompt = dataclasses.asdict(cfg.prompt)
+    del prompt["reasoning_format"]
+    payload = {"teacher": "t", "mode": cfg.mode, "accept": cfg.accept, "temperature": cfg.temperature,
+               "top_p": cfg.top_p, "max_new_tokens": cfg.max_new_tokens, "seed": cfg.seed,
+               "extra_body": cfg.extra_body, "prompt": prompt}
+    before = hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:16]
+    assert sampling_key(cfg, "t") == before, "stores sampled before the field existed still match"
+    think = TracesConfig(prompt=PromptConfig(reasoning_format="think"))
+    assert sampling_key(think, "t") != before

@@ -33,6 +33,12 @@ class DataConfig:
     ``None`` keeps everyone."""
     seed: int = 0
     """Seed of the user sample."""
+    engine: str = "pandas"
+    """How the stage computes: ``pandas`` (in memory, every dataset) or ``duckdb`` (out of core, for
+    logs larger than memory: a generic-format folder whose ``interactions.parquet`` is one file or a
+    folder of Parquet parts; needs ``pip install -e '.[bigdata]'``). Both write the same files, byte
+    for byte (``gr2.data.outofcore``). DuckDB's memory cap, threads and spill folder come from
+    ``GR2_DUCKDB_MEMORY_LIMIT`` (e.g. ``8GB``), ``GR2_DUCKDB_THREADS`` and ``GR2_DUCKDB_TEMP_DIR``."""
 
     def __post_init__(self) -> None:
         check("data", {
@@ -41,4 +47,7 @@ class DataConfig:
             f"max_users must be >= 1 or None, got {self.max_users}": at_least(self.max_users, 1, none_ok=True),
             f"min_rating must be a number or None, got {self.min_rating}":
                 at_least(self.min_rating, -float("inf"), none_ok=True),
+            f"engine must be 'pandas' or 'duckdb', got {self.engine!r}": self.engine in ("pandas", "duckdb"),
+            f"engine 'duckdb' reads a folder in the generic format, not the bundled {self.dataset!r}: "
+            "use engine 'pandas'": self.engine != "duckdb" or self.dataset not in ("beauty", "ml-1m", "ml-100k"),
         })

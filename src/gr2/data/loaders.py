@@ -10,7 +10,8 @@ Sources:
   (their licence forbids redistribution, so they are never committed).
 * a folder in the generic format: ``interactions.csv|parquet`` (``user_id``, ``item_id``, and
   ``timestamp`` or ``position``) and ``items.csv|parquet`` (``item_id``, ``title``, ``categories``,
-  optional ``description``). In CSV, ``categories`` is a path joined by `` > ``.
+  optional ``description``). In CSV, ``categories`` is a path joined by `` > ``. A ``.parquet`` may
+  be a folder of parts (:func:`parquet_parts`); logs larger than memory: :mod:`gr2.data.outofcore`.
 """
 
 from __future__ import annotations
@@ -226,7 +227,7 @@ def load_generic(folder: Path) -> RawData:
         if bad.any():
             row = int(np.flatnonzero(bad.to_numpy())[0])
             raise DataFormatError(
-                f"{inter_path}: row {_row(inter_path, row)}: position {inter['position'].iloc[row]!r} is not a "
+                f"{inter_path}: row {_row(inter_path, row)}: position {_cell(inter['position'].iloc[row])!r} is not a "
                 "whole number (positions order each user's interactions: 0, 1, 2, ...)"
             )
         out["position"] = pos.astype(np.int64)
@@ -317,6 +318,11 @@ def _check_scalars(values: pd.Series, path: Path, column: str, expected: str) ->
                               f"{expected}; expected one value per row")
 
 
+def _cell(value: object) -> object:
+    """A cell as the file holds it (``1.5``, not ``np.float64(1.5)``), for messages."""
+    return value.item() if isinstance(value, np.generic) else value
+
+
 def _short(value: object, limit: int = 60) -> str:
     """``repr`` of a cell (Parquet lists as Python lists), cut to ``limit`` characters."""
     def plain(v: object) -> object:
@@ -326,13 +332,31 @@ def _short(value: object, limit: int = 60) -> str:
     return text if len(text) <= limit else text[:limit] + "..."
 
 
+def parquet_parts(path: Path) -> list[Path]:
+    """The files of a Parquet table: ``path`` itself, or for a folder (``interactions.parquet/``, as
+    Spark, DuckDB and pyarrow write one) the ``.parquet`` files below it at any depth, in path order;
+    names starting with ``.`` or ``_`` (``_SUCCESS``, ``.crc`` files) are left out."""
+    path = Path(path)
+    if not path.is_dir():
+        return [path]
+    parts = sorted((p for p in path.rglob("*") if p.suffix.lower() == ".parquet" and p.is_file()
+                    and not any(n.startswith((".", "_")) for n in p.relative_to(path).parts)),
+                   key=lambda p: p.relative_to(path).as_posix())
+    if not parts:
+        raise DataFormatError(f"{path}: a folder without .parquet files; expected the table's Parquet parts")
+    return parts
+
+
 def _read_table(path: Path) -> pd.DataFrame:
-    if path.stat().st_size == 0:
-        raise DataFormatError(f"{path}: empty file")
+    parts = parquet_parts(path)
+    for part in parts:
+        if part.stat().st_size == 0:
+            raise DataFormatError(f"{part}: empty file")
     parquet = path.suffix.lower() == ".parquet"
     try:
-        if parquet:
-            df = pd.read_parquet(path)
+        if parquet:  # a folder of parts: one table, the parts in path order (rows numbered across them)
+            df = pd.concat([pd.read_parquet(p) for p in parts], ignore_index=True) if len(parts) > 1 \
+                else pd.read_parquet(parts[0])
         else:
             df = pd.read_csv(path, dtype=str, keep_default_na=False, encoding="utf-8")
     except UnicodeDecodeError:
@@ -407,12 +431,15 @@ def _parse_categories(value: object, path: Path, row: int) -> list[str]:
 
 def _parse_timestamps(values: pd.Series, source: str) -> np.ndarray:
     """Numbers are taken as epoch seconds; other strings must be ISO dates."""
-    numeric = pd.to_numeric(values, errors="coerce")
+    if pd.api.types.is_datetime64_any_dtype(values.dtype):  # a Parquet timestamp column: as a date, not
+        numeric = pd.Series(np.nan, index=values.index)     # the integer count of its unit
+    else:
+        numeric = pd.to_numeric(values, errors="coerce")
     infinite = numeric.notna() & ~np.isfinite(numeric.astype(float))
     if infinite.any():
         row = int(np.flatnonzero(infinite.to_numpy())[0])
-        raise DataFormatError(f"{source}: row {_row(Path(source), row)}: timestamp {values.iloc[row]!r} is not a "
-                              "finite number of epoch seconds")
+        raise DataFormatError(f"{source}: row {_row(Path(source), row)}: timestamp {_cell(values.iloc[row])!r} "
+                              "is not a finite number of epoch seconds")
     if numeric.notna().all():
         return numeric.to_numpy(dtype=float)
     parsed = pd.to_datetime(values, errors="coerce", utc=True, format="ISO8601")
@@ -420,7 +447,7 @@ def _parse_timestamps(values: pd.Series, source: str) -> np.ndarray:
     if bad.any():
         row = int(np.flatnonzero(bad.to_numpy())[0])
         raise DataFormatError(
-            f"{source}: row {_row(Path(source), row)}: timestamp {values.iloc[row]!r} is neither a number "
+            f"{source}: row {_row(Path(source), row)}: timestamp {_cell(values.iloc[row])!r} is neither a number "
             "(epoch seconds) nor an ISO 8601 date"
         )
     seconds = (parsed - pd.Timestamp(0, tz="UTC")).dt.total_seconds()

@@ -67,11 +67,7 @@ def prepare(raw: RawData, cfg: DataConfig) -> Prepared:
     filtering["removed_short_users_interactions"] = int(too_short.sum())
     inter = inter[~too_short]
     if inter.empty:
-        raise DataFormatError(
-            f"dataset {raw.name!r}: no user is left after filtering ({filtering['raw_interactions']} interactions; "
-            f"{filtering.get('removed_low_rating', 0)} below data.min_rating, {filtering['removed_k_core']} removed "
-            f"by the {cfg.k_core}-core, {filtering['removed_short_users_interactions']} of users with fewer than "
-            f"{MIN_SEQUENCE} interactions): lower data.k_core or data.min_rating")
+        raise nothing_left(raw.name, filtering, cfg)
 
     if cfg.max_users is not None:
         users = inter["raw_user_id"].unique()
@@ -89,7 +85,7 @@ def prepare(raw: RawData, cfg: DataConfig) -> Prepared:
     item_index = pd.Series(items["item_id"].to_numpy(), index=items["raw_id"])
 
     inter = inter.sort_values(["raw_user_id", "position"], kind="stable")
-    user_codes, user_raw = pd.factorize(inter["raw_user_id"], sort=False)
+    user_codes, _ = pd.factorize(inter["raw_user_id"], sort=False)
     interactions = pd.DataFrame(
         {
             "user_id": user_codes.astype(np.int64),
@@ -103,12 +99,28 @@ def prepare(raw: RawData, cfg: DataConfig) -> Prepared:
         interactions["rating"] = inter["rating"].to_numpy(float)
 
     lengths = interactions.groupby("user_id").size()
+    stats = summarise(raw.name, items, lengths, filtering, cfg)
+    return Prepared(items=items, interactions=interactions, stats=stats)
+
+
+def nothing_left(name: str, filtering: dict[str, int], cfg: DataConfig) -> DataFormatError:
+    """The error of a filter that leaves no user, saying what each filter removed."""
+    return DataFormatError(
+        f"dataset {name!r}: no user is left after filtering ({filtering['raw_interactions']} interactions; "
+        f"{filtering.get('removed_low_rating', 0)} below data.min_rating, {filtering['removed_k_core']} removed "
+        f"by the {cfg.k_core}-core, {filtering['removed_short_users_interactions']} of users with fewer than "
+        f"{MIN_SEQUENCE} interactions): lower data.k_core or data.min_rating")
+
+
+def summarise(name: str, items: pd.DataFrame, lengths: pd.Series, filtering: dict[str, int],
+              cfg: DataConfig) -> dict:
+    """``data/stats.json``: ``lengths`` holds each kept user's number of interactions (any order)."""
     empty_text = int(((items["title"].str.strip() == "") & (items["categories"].map(len) == 0)).sum())
     stats = {
-        "dataset": raw.name,
-        "users": int(len(user_raw)),
-        "items": int(len(items)),
-        "interactions": int(len(interactions)),
+        "dataset": name,
+        "users": len(lengths),
+        "items": len(items),
+        "interactions": int(lengths.sum()),
         "avg_history_len": round(float(lengths.mean()), 4),
         "median_history_len": float(lengths.median()),
         "max_history_len": int(lengths.max()),
@@ -120,4 +132,4 @@ def prepare(raw: RawData, cfg: DataConfig) -> Prepared:
     for key, value in filtering.items():
         if key.startswith("removed") and value:
             log.info("data: %s = %d", key, value)
-    return Prepared(items=items, interactions=interactions, stats=stats)
+    return stats

@@ -58,7 +58,8 @@ class EvalConfig:
     ``direct`` in ``llm_modes``."""
     fusion_model: str | None = None
     """Which of ``llm_models`` scores the fusion row's candidates; ``None``: the last of them this run
-    has (the default ``[sft, rl]``: ``rl``, else ``sft``). One fusion row per table."""
+    has (the default ``[sft, rl]``: ``rl``, else ``sft``; the models of variants, ``variants/...``,
+    only when the run has none of its own). One fusion row per table."""
     llm_max_new_tokens: int = 384
     """Greedy-decoding budget per answer."""
     llm_batch_size: int = 8

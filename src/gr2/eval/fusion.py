@@ -65,11 +65,13 @@ def enabled(cfg: EvalConfig) -> bool:
 
 def fusion_model(models: Sequence[str], cfg: EvalConfig) -> str | None:
     """Which of ``models`` (the LLMs the eval scores this time) feeds the fusion row: ``cfg.fusion_model``,
-    by default the last of them; ``None`` without a fusion row."""
+    by default the last of the run's own (a variant's model, ``variants/...``, only when the run has none);
+    ``None`` without a fusion row."""
     if not enabled(cfg) or not models:
         return None
     if cfg.fusion_model is None:
-        return models[-1]
+        own = [m for m in models if not m.startswith("variants/")]
+        return (own or list(models))[-1]
     if cfg.fusion_model not in models:
         log.info("eval: fusion model %s is not among the LLMs scored (%s), no fusion row", cfg.fusion_model,
                  ", ".join(models))

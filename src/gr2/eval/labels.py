@@ -7,12 +7,30 @@ The same holds for a variant trained inside the run (``variants/targeted/sft``, 
 so the paper's table reads the same whichever run is the base. A student trained with the listwise
 objective (``sft.objective: listwise``, no traces) is "SFT (listwise)" ("SFT (listwise + position
 prior)" with ``sft.listwise_position_prior``), and its RL model "listwise → RL" ("reasoning-free
-listwise → RL"). Any other model keeps its own name.
+listwise → RL"). The RecZero / RecOne variants (docs/method.md §10): an RL model started from the
+mid-trained model (``rl.init: midtrain``, no SFT) is "pure RL (RecZero-style)"; an SFT model trained on a
+sample of ``sft.max_examples`` traces is "SFT (cold start on N rejection traces)" and the RL model
+started from it "RecOne (cold-start SFT on N traces → RL)" (each "reasoning-free ..." with
+``rl.reasoning=false``). Any other model keeps its own name.
 """
 
 from __future__ import annotations
 
+import json
+
 from gr2.runs import RunDir, run_stage_model
+
+
+def _cold_start(run: RunDir, max_examples: int | None) -> int | None:
+    """The traces a ``sft.max_examples`` SFT trained on: ``max_examples``, or fewer when the run had
+    fewer accepted traces (``traces_accepted`` of its ``sft/metrics.json``); ``None`` without a cap."""
+    if max_examples is None:
+        return None
+    try:
+        accepted = json.loads(run.file("sft", "metrics.json").read_text(encoding="utf-8"))["traces_accepted"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return max_examples
+    return min(int(max_examples), int(accepted))
 
 
 def model_label(run: RunDir, model: str) -> tuple[str, str | None]:
@@ -27,10 +45,17 @@ def model_label(run: RunDir, model: str) -> tuple[str, str | None]:
     rl = config.get("rl") or {}
     sft_cfg = config.get("sft") or {}
     listwise = sft_cfg.get("objective") == "listwise"
+    cold_start = None if listwise else _cold_start(found[0], sft_cfg.get("max_examples"))  # RecOne
+    free = "" if rl.get("reasoning", True) else "reasoning-free "
     if stage == "sft":
         if listwise:
             return "SFT", "listwise + position prior" if sft_cfg.get("listwise_position_prior") else "listwise"
-        return "SFT", f"{traces} traces"
+        return "SFT", f"{traces} traces" if cold_start is None else f"cold start on {cold_start} {traces} traces"
+    if stage == "rl" and rl.get("init", "sft") == "midtrain":
+        return f"{free}pure RL", "RecZero-style"
+    if stage == "rl" and rl.get("init", "sft") == "sft" and cold_start is not None:
+        kind = "" if traces == "rejection" else f"{traces} "
+        return f"{free}RecOne", f"cold-start SFT on {cold_start} {kind}traces → RL"
     if stage == "rl" and rl.get("init", "sft") == "sft" and listwise:
         return ("listwise → RL" if rl.get("reasoning", True) else "reasoning-free listwise → RL"), None
     if stage == "rl" and rl.get("init", "sft") == "sft":

@@ -25,7 +25,7 @@ from gr2.llm.generate import GenerationParams
 from gr2.llm.rerank import RerankOutput, rerank_lists
 from gr2.metrics.ranking import DEFAULT_NDCG_KS, DEFAULT_RECALL_KS, evaluate_rankings
 from gr2.prompts.items import load_item_texts
-from gr2.prompts.parse import error_counts, identity_rate
+from gr2.prompts.parse import error_counts, identity_rate, steps_counts
 from gr2.prompts.render import ItemText, PromptConfig
 from gr2.runs import STAGE_MODELS, RunDir, model_source
 
@@ -53,6 +53,8 @@ def evaluate_rerank(
 
     * ``valid_rate`` — share of answers that parse to a permutation of the candidates; ``errors`` —
       answers per parse status (``ok``, ``wrong_format``, ``foreign``, ``duplicate``, ``missing``);
+      ``steps`` — with a think prompt (``reasoning_format="think"``, reasoning mode), answers per status
+      of the explanation's three tagged steps (:func:`gr2.prompts.parse.steps_counts`), else ``{}``;
     * ``identity_rate_presented`` — share of valid answers that repeat the candidates in the order
       they were *shown* (position copying); ``identity_rate_prerank`` — share of valid answers equal
       to the *pre-ranker's* order. They differ only with a shuffled presentation; ``None`` without
@@ -69,6 +71,7 @@ def evaluate_rerank(
         "n_lists": n,
         "valid_rate": _finite(sum(r.ok for r in results) / n) if n else None,
         "errors": error_counts(results),
+        "steps": steps_counts(results),
         "identity_rate_presented": _finite(identity_rate(results, "presented")),
         "identity_rate_prerank": _finite(identity_rate(results, "prerank")),
         "metrics": _means([r.repaired for r in results], labels, recall_ks, ndcg_ks),

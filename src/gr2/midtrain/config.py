@@ -85,7 +85,8 @@ class MidtrainConfig(TrainingFields):
     weight_decay: float = 0.0
     """AdamW weight decay of phase 2 (phase 1 always uses 0: decay would move frozen rows)."""
     batch_size: int = 8
-    """Examples per optimisation step (per device)."""
+    """Examples per optimisation micro-step, over all processes (``accelerate launch``: each of N
+    processes takes ``batch_size / N``, :mod:`gr2.training.dist`)."""
     grad_accum: int = 1
     """Gradient-accumulation steps."""
     eval_batch_size: int = 16

@@ -11,6 +11,9 @@ Reads ``data/items.parquet``, ``data/interactions.parquet`` (train split only) a
 * ``tb/warmup``, ``tb/main`` — TensorBoard logs;
 * ``model/`` — the final model + tokenizer (``save_pretrained``, written atomically; LoRA merged);
 * ``metrics.json`` — per-task loss before/after, phase logs, timings.
+
+Under ``accelerate launch`` the main process builds and writes the examples, which every process then
+reads and trains on; it alone measures the per-task losses and writes (:mod:`gr2.training.dist`).
 """
 
 from __future__ import annotations
@@ -29,8 +32,8 @@ from gr2.runs import (
     atomic_write_json,
     atomic_write_parquet,
     read_json,
-    save_model,
 )
+from gr2.training import dist
 
 log = logging.getLogger(__name__)
 
@@ -69,6 +72,7 @@ def run_midtrain(run: RunDir, cfg: MidtrainConfig) -> dict:
     from gr2.training.loop import run_phase, sft_args
     from gr2.training.setup import lora_config, start_training
 
+    dist.refuse_sharded("mid-training (two training phases, the SID rows' gradient mask)")
     t0 = time.perf_counter()
     out = run.stage_dir("midtrain")
     device = start_training(cfg)
@@ -76,10 +80,13 @@ def run_midtrain(run: RunDir, cfg: MidtrainConfig) -> dict:
     levels = cfg.levels or auto_levels
     codebook_size = cfg.codebook_size or auto_size
 
-    inputs = load_inputs(run, cfg)
-    train, heldout = build_examples(inputs, cfg)
-    atomic_write_parquet(out / "examples" / "train.parquet", train)
-    atomic_write_parquet(out / "examples" / "eval.parquet", heldout)
+    if dist.is_main():
+        train, heldout = build_examples(load_inputs(run, cfg), cfg)
+        atomic_write_parquet(out / "examples" / "train.parquet", train)
+        atomic_write_parquet(out / "examples" / "eval.parquet", heldout)
+    dist.barrier()
+    if not dist.is_main():  # every process trains on the main one's examples
+        train, heldout = load_examples(run)
     counts = train["task"].value_counts().reindex(sorted(train["task"].unique())).to_dict()
     log.info("midtrain: %d training examples %s, %d held out", len(train), counts, len(heldout))
 
@@ -90,7 +97,9 @@ def run_midtrain(run: RunDir, cfg: MidtrainConfig) -> dict:
     sid_ids = new_token_ids(tok, levels, codebook_size)
 
     before_path = out / "loss_before.json"
-    if before_path.exists():
+    if not dist.is_main():
+        before = None  # measured and written by the main process
+    elif before_path.exists():
         before = read_json(before_path)
     else:
         before = task_losses(model, tok, heldout, cfg.max_seq_len, cfg.eval_batch_size)
@@ -103,7 +112,7 @@ def run_midtrain(run: RunDir, cfg: MidtrainConfig) -> dict:
         model, phases["warmup"] = run_phase(model, tok, train, args, out / "tb" / "warmup",
                                             compact_head=cfg.compact_lm_head)
         unfreeze(model, handles)
-        save_model(model, tok, warm_dir)
+        dist.save_model(model, tok, warm_dir)
     for p in model.parameters():
         p.requires_grad_(True)
 
@@ -131,8 +140,10 @@ def run_midtrain(run: RunDir, cfg: MidtrainConfig) -> dict:
                 h.remove()
             model = model.merge_and_unload()
 
-    after = task_losses(model, tok, heldout, cfg.max_seq_len, cfg.eval_batch_size)
-    save_model(model, tok, out / "model")
+    after = task_losses(model, tok, heldout, cfg.max_seq_len, cfg.eval_batch_size) if dist.is_main() else None
+    dist.save_model(model, tok, out / "model")
+    if not dist.is_main():
+        return {}  # the main process writes the metrics and removes the checkpoints
     seconds = time.perf_counter() - t0
     metrics = {
         "model": cfg.model,

@@ -15,6 +15,15 @@
 
 * ``order`` — the ranking as pre-rank indices, a permutation of ``0..K-1``, **only** when
   ``status == "ok"``; ``None`` otherwise (rewards rely on it).
+* ``steps_status`` — with ``reasoning_format="think"`` (the explanation written as the three tagged
+  steps of :mod:`gr2.prompts.think`: user interests → item features → compatibility), how the
+  explanation holds that structure: ``ok``, ``missing_step`` (no explanation, a step absent or empty),
+  ``out_of_order``, ``extra_text`` (text outside the steps), ``repeated``, ``malformed``; ``None`` with the
+  free-text explanation (``"free"``, the default). It does not change ``status``, which is about the
+  ranking (and, with ``require_explanation``, a non-empty explanation): the ranking of an answer whose
+  steps are out of order is still read. :attr:`ParseResult.reasoning_ok` — a non-empty explanation in
+  the structure asked for — is what the RL format reward reads (:mod:`gr2.rl.dapo`) and what the
+  trace sampler requires (:func:`gr2.traces.sampling.judge`).
 * ``repaired`` — always a permutation of ``0..K-1`` (rank_llm's policy, docs/method.md §10): keep the
   first occurrence of each recognised candidate in the model's order, drop duplicates and foreign
   entries, then append the missing candidates in pre-rank order. When no JSON could be read, the
@@ -44,18 +53,25 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from gr2.prompts.think import STEP_STATUSES, parse_steps
+
 __all__ = [
+    "REASONING_FORMATS",
     "STATUSES",
     "ParseResult",
     "parse_output",
     "error_counts",
     "identity_rate",
+    "steps_counts",
     "canonical_sid",
 ]
 
 Status = Literal["ok", "wrong_format", "duplicate", "missing", "foreign"]
 #: All statuses; error precedence is wrong_format > foreign > duplicate > missing.
 STATUSES: tuple[str, ...] = ("ok", "wrong_format", "foreign", "duplicate", "missing")
+ReasoningFormat = Literal["free", "think"]
+#: How the explanation is written: free text, or the three tagged steps of :mod:`gr2.prompts.think`.
+REASONING_FORMATS: tuple[str, ...] = ("free", "think")
 
 _SID_BEGIN = "<|sid_begin|>"
 _SID_END = "<|sid_end|>"
@@ -81,6 +97,8 @@ class ParseResult:
     ``order`` is a permutation of pre-rank indices iff ``status == "ok"``; ``repaired`` is always
     one. ``n_duplicates`` counts repeated recognised entries, ``n_foreign`` unrecognised entries,
     ``n_missing`` the candidates appended by the repair. ``presented`` is the presentation used.
+    ``steps_status``: the think structure of the explanation (``reasoning_format="think"``; one of
+    :data:`gr2.prompts.think.STEP_STATUSES`), ``None`` when not checked.
     """
 
     status: Status
@@ -92,10 +110,16 @@ class ParseResult:
     n_missing: int = 0
     n_foreign: int = 0
     presented: list[int] = field(default_factory=list)
+    steps_status: str | None = None
 
     @property
     def ok(self) -> bool:
         return self.status == "ok"
+
+    @property
+    def reasoning_ok(self) -> bool:
+        """A non-empty explanation, in the three tagged steps when they were asked for."""
+        return bool(self.explanation and self.explanation.strip()) and self.steps_status in (None, "ok")
 
 
 # --------------------------------------------------------------------------- SIDs
@@ -370,7 +394,7 @@ def _check_inputs(candidate_sids: Sequence[str], presented: Sequence[int] | None
 
 
 def _parse(text: Any, candidate_sids: Sequence[str], presented: list[int],
-           require_explanation: bool) -> ParseResult:
+           require_explanation: bool, reasoning_format: str = "free") -> ParseResult:
     k = len(candidate_sids)
     res = _Resolver(candidate_sids, presented)
     if text is None:
@@ -422,6 +446,7 @@ def _parse(text: Any, candidate_sids: Sequence[str], presented: list[int],
         n_missing=missing,
         n_foreign=foreign,
         presented=list(presented),
+        steps_status=parse_steps(explanation).status if reasoning_format == "think" else None,
     )
 
 
@@ -430,27 +455,40 @@ def parse_output(
     candidate_sids: Sequence[str],
     presented: Sequence[int] | None = None,
     require_explanation: bool = True,
+    reasoning_format: ReasoningFormat = "free",
 ) -> ParseResult:
     """Parse a re-ranking answer against ``candidate_sids`` (pre-rank order).
 
     ``presented[j]`` is the pre-rank index of the j-th candidate shown to the model
     (:attr:`gr2.prompts.render.RenderedPrompt.presented`; ``None``: the pre-rank order); it maps
-    answers given as candidate numbers. Raises ``ValueError`` only for invalid *arguments*
-    (``presented`` not a permutation of ``0..K-1``); never on model output.
+    answers given as candidate numbers. ``reasoning_format="think"`` checks the explanation's three
+    tagged steps (``steps_status``). Raises ``ValueError`` only for invalid *arguments*
+    (``presented`` not a permutation of ``0..K-1``, an unknown ``reasoning_format``); never on model
+    output.
     """
     pres = _check_inputs(candidate_sids, presented)
+    if reasoning_format not in REASONING_FORMATS:
+        raise ValueError(f"reasoning_format must be one of {REASONING_FORMATS}, got {reasoning_format!r}")
     try:
-        return _parse(text, candidate_sids, pres, require_explanation)
+        return _parse(text, candidate_sids, pres, require_explanation, reasoning_format)
     except Exception:  # noqa: BLE001 - last line of defence: model output never raises
         k = len(candidate_sids)
         return ParseResult(status="wrong_format", explanation=None, raw_ranking=[], order=None,
-                           repaired=list(range(k)), n_missing=k, presented=pres)
+                           repaired=list(range(k)), n_missing=k, presented=pres,
+                           steps_status="missing_step" if reasoning_format == "think" else None)
 
 
 def error_counts(results: Iterable[ParseResult]) -> dict[str, int]:
     """Number of results per status (every status present, zeros included)."""
     c = Counter(r.status for r in results)
     return {s: int(c.get(s, 0)) for s in STATUSES}
+
+
+def steps_counts(results: Iterable[ParseResult]) -> dict[str, int]:
+    """Number of results per think-structure status (:data:`gr2.prompts.think.STEP_STATUSES`, zeros
+    included) among those whose steps were checked (``reasoning_format="think"``); empty when none was."""
+    c = Counter(r.steps_status for r in results if r.steps_status is not None)
+    return {s: int(c.get(s, 0)) for s in STEP_STATUSES} if c else {}
 
 
 def identity_rate(results: Iterable[ParseResult],

@@ -22,7 +22,9 @@ first two are found while the tags are scanned, the others are checked in this o
 * ``ok``.
 
 The rating is read (``ParsedRating.rating``) for the last three statuses too, so a reward can still
-score how close it is while withholding the format credit. Pure Python (no torch).
+score how close it is while withholding the format credit. The three steps, their tags and the checks
+of the structure are :mod:`gr2.prompts.think`'s (shared with the re-ranking prompt's ``think`` format).
+Pure Python (no torch).
 """
 
 from __future__ import annotations
@@ -32,25 +34,25 @@ import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
+from gr2.prompts.think import STEP_TAGS, scan_blocks, structure_status
+
 __all__ = ["RATING_MAX", "RATING_MIN", "STATUSES", "STEPS", "ParsedRating", "answer_text", "parse_rating",
            "rating_messages"]
 
 RATING_MIN, RATING_MAX = 1.0, 5.0
 #: The three reasoning steps, in the order the answer must give them (tag, what it holds).
-STEPS: tuple[tuple[str, str], ...] = (
-    ("user_interests", "what the user likes and dislikes, read from their ratings"),
-    ("item_features", "what the {noun} is: genres, era, kind"),
-    ("compatibility", "how well the {noun} fits the user's interests"),
-)
-BLOCKS = (*(name for name, _ in STEPS), "rating")
+STEPS: tuple[tuple[str, str], ...] = tuple(zip(STEP_TAGS, (
+    "what the user likes and dislikes, read from their ratings",
+    "what the {noun} is: genres, era, kind",
+    "how well the {noun} fits the user's interests",
+)))
+BLOCKS = (*STEP_TAGS, "rating")
 STATUSES = ("ok", "repeated", "malformed", "missing_rating", "not_a_number", "out_of_range", "missing_step",
             "out_of_order", "extra_text")
 #: Statuses whose answer still carries a usable rating.
 RATED = ("ok", "missing_step", "out_of_order", "extra_text")
 
-_TAG = re.compile(r"<(/?)(" + "|".join(BLOCKS) + r")>")
 _NUMBER = re.compile(r"[+-]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?")
-_WORD = re.compile(r"\w")
 
 
 @dataclass(frozen=True)
@@ -71,26 +73,11 @@ class ParsedRating:
 
 def parse_rating(text: str) -> ParsedRating:
     """Read an answer in the format of the module docstring (whitespace around blocks is allowed)."""
-    blocks: dict[str, tuple[int, str]] = {}  # name -> (index among blocks, content)
-    outside, cursor, open_at = [], 0, None  # open_at: (name, end of its open tag)
-    for m in _TAG.finditer(text):
-        closing, name = m.group(1) == "/", m.group(2)
-        if not closing:
-            if name in blocks or (open_at and open_at[0] == name):
-                return ParsedRating("repeated")
-            if open_at is not None:
-                return ParsedRating("malformed")
-            outside.append(text[cursor:m.start()])
-            open_at = (name, m.end())
-        else:
-            if open_at is None or open_at[0] != name:
-                return ParsedRating("malformed")
-            blocks[name] = (len(blocks), text[open_at[1]:m.start()])
-            open_at, cursor = None, m.end()
-    if open_at is not None:
-        return ParsedRating("malformed")
-    outside.append(text[cursor:])
-    steps = {name: blocks[name][1].strip() for name, _ in STEPS if name in blocks}
+    scan = scan_blocks(text, BLOCKS)
+    if scan.status is not None:  # repeated, malformed
+        return ParsedRating(scan.status)
+    blocks = scan.blocks
+    steps = {name: blocks[name][1].strip() for name in STEP_TAGS if name in blocks}
     if "rating" not in blocks:
         return ParsedRating("missing_rating", steps=steps)
     raw = blocks["rating"][1].strip()
@@ -99,15 +86,7 @@ def parse_rating(text: str) -> ParsedRating:
     value = float(raw)
     if not (math.isfinite(value) and RATING_MIN <= value <= RATING_MAX):
         return ParsedRating("out_of_range", steps=steps)
-    if any(not _WORD.search(steps.get(name, "")) for name, _ in STEPS):
-        status = "missing_step"
-    elif [blocks[name][0] for name in BLOCKS] != list(range(len(BLOCKS))):
-        status = "out_of_order"
-    elif any(part.strip() for part in outside):
-        status = "extra_text"
-    else:
-        status = "ok"
-    return ParsedRating(status, value, steps)
+    return ParsedRating(structure_status(scan, BLOCKS), value, steps)
 
 
 def answer_text(steps: Mapping[str, str], rating: object) -> str:

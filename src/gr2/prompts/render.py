@@ -10,7 +10,10 @@ The prompt follows the five principles of docs/method.md §5:
 4. **Guidelines** — every item is cited by its SID; the output is one JSON object whose
    ``recommendations`` list holds exactly the K candidate SIDs, each once, best first.
 5. **Structured reasoning** — three steps: patterns in the history → complementary / next categories →
-   match the candidates and rank.
+   match the candidates and rank. With ``reasoning_format="think"`` (RecZero's think-before-recommend
+   template, docs/method.md §10) the explanation is written as the three tagged steps of
+   :mod:`gr2.prompts.think` — ``<user_interests>`` → ``<item_features>`` → ``<compatibility>`` — inside
+   the JSON's ``"explanation"`` string, a structure the parser checks (``ParseResult.steps_status``).
 
 Items are rendered the same way in the history and in the candidate block (``item_format``). The
 output schema is shown with placeholders only: no numeric example list such as ``[3, 1, ...]``,
@@ -35,8 +38,14 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from gr2.prompts.parse import ParseResult, parse_output
+from gr2.prompts.parse import (
+    REASONING_FORMATS,
+    ParseResult,
+    ReasoningFormat,
+    parse_output,
+)
 from gr2.prompts.sids import SID_BEGIN, SID_END
+from gr2.prompts.think import STEP_TAGS, steps_text
 
 __all__ = [
     "DOMAIN_PRIMING",
@@ -118,6 +127,13 @@ class PromptConfig:
         ``True``: ask for ``{"explanation": ..., "recommendations": [...]}`` with the three-step
         reasoning written in ``explanation``. ``False``: ranking-only variant
         ``{"recommendations": [...]}`` (the model is told not to write an explanation).
+    reasoning_format:
+        How the explanation is written (with ``reasoning``): ``"free"`` — free text following the
+        three steps; ``"think"`` — RecZero's think-before-recommend template: exactly three tagged
+        steps, ``<user_interests>…</user_interests><item_features>…</item_features>
+        <compatibility>…</compatibility>`` (:data:`THINK_STEPS`), which the parser checks
+        (``ParseResult.steps_status``; the RL format reward counts an answer without them as not
+        well-formed). Ignored without ``reasoning``.
     max_explanation_words:
         Soft length limit stated in the prompt for the explanation (``None``: no limit stated).
     domain_priming:
@@ -151,6 +167,7 @@ class PromptConfig:
     item_format: Literal["full", "compact"] = "full"
     max_history: int | None = 50
     reasoning: bool = True
+    reasoning_format: ReasoningFormat = "free"
     max_explanation_words: int | None = 200
     domain_priming: bool = True
     domain: str = "beauty"
@@ -169,6 +186,8 @@ class PromptConfig:
             raise ValueError(f"item_format must be 'full' or 'compact', got {self.item_format!r}")
         if self.order not in ("prerank", "shuffled"):
             raise ValueError(f"order must be 'prerank' or 'shuffled', got {self.order!r}")
+        if self.reasoning_format not in REASONING_FORMATS:
+            raise ValueError(f"reasoning_format must be one of {REASONING_FORMATS}, got {self.reasoning_format!r}")
         if self.max_history is not None and self.max_history < 0:
             raise ValueError(f"max_history must be >= 0 or None, got {self.max_history}")
         if self.max_explanation_words is not None and self.max_explanation_words < 1:
@@ -185,6 +204,12 @@ class PromptConfig:
         if not self.domain_priming:
             return None
         return self.priming_text if self.priming_text is not None else DOMAIN_PRIMING[self.domain]
+
+    @property
+    def think(self) -> bool:
+        """Whether the answer's explanation must be the three tagged steps (``reasoning_format="think"``
+        with ``reasoning``)."""
+        return self.reasoning and self.reasoning_format == "think"
 
 
 @dataclass
@@ -204,6 +229,8 @@ class RenderedPrompt:
     history_total: int
     reasoning: bool = True
     candidate_ids: list[int] = field(default_factory=list)
+    reasoning_format: ReasoningFormat = "free"
+    """``"think"``: the explanation must be the three tagged steps (checked by :meth:`parse`)."""
 
     @property
     def k(self) -> int:
@@ -225,7 +252,8 @@ class RenderedPrompt:
     def parse(self, text: Any, require_explanation: bool | None = None) -> ParseResult:
         """:func:`parse_output` against this prompt's candidates and presentation."""
         req = self.reasoning if require_explanation is None else require_explanation
-        return parse_output(text, self.candidate_sids, self.presented, require_explanation=req)
+        return parse_output(text, self.candidate_sids, self.presented, require_explanation=req,
+                            reasoning_format=self.reasoning_format if self.reasoning else "free")
 
 
 # --------------------------------------------------------------------------- items
@@ -296,20 +324,36 @@ def presentation_order(k: int, cfg: PromptConfig, rng_key: Any = None) -> list[i
 
 # --------------------------------------------------------------------------- messages
 
-_SCHEMA_REASONING = ('{"explanation": "<your three-step reasoning, citing items by SID>", '
-                     '"recommendations": ["<SID of the best candidate>", "<SID of the next best>", '
-                     '..., "<SID of the least likely candidate>"]}')
-_SCHEMA_RANKING = ('{"recommendations": ["<SID of the best candidate>", "<SID of the next best>", '
-                   '..., "<SID of the least likely candidate>"]}')
+_RANKING = ('"recommendations": ["<SID of the best candidate>", "<SID of the next best>", '
+            '..., "<SID of the least likely candidate>"]')
+_SCHEMA_REASONING = '{"explanation": "<your three-step reasoning, citing items by SID>", ' + _RANKING + "}"
+_SCHEMA_RANKING = "{" + _RANKING + "}"
+#: What each think step holds (``reasoning_format="think"``), in :data:`gr2.prompts.think.STEP_TAGS`' order.
+THINK_STEPS: tuple[tuple[str, str], ...] = tuple(zip(STEP_TAGS, (
+    "what the user buys: recurring categories, product types, brands and needs, and the latest purchases",
+    "what the candidates are, and which are the complementary or next-step items this user needs",
+    "how well each candidate fits the user's interests, citing it by SID, best first",
+)))
+_SCHEMA_THINK = '{"explanation": "' + steps_text(["..."] * len(STEP_TAGS), sep="") + '", ' + _RANKING + "}"
+_THINK_SHORT = ("Think before you recommend: in \"explanation\", the user's interests, then what the candidates "
+                "are, then how well each fits the user, as the three tagged steps shown (the ... between a "
+                "step's tags is its text).")
+
+
+def _schema(cfg: PromptConfig) -> str:
+    """The output format shown (placeholders only)."""
+    if not cfg.reasoning:
+        return _SCHEMA_RANKING
+    return _SCHEMA_THINK if cfg.think else _SCHEMA_REASONING
 
 
 def system_message(cfg: PromptConfig) -> str:
     """The system message: identical for every request rendered with ``cfg`` (KV-cache friendly)."""
-    schema = _SCHEMA_REASONING if cfg.reasoning else _SCHEMA_RANKING
+    schema = _schema(cfg)
     if cfg.instructions == "short":
         task = ("Re-rank the candidate items so that the one this user is most likely to purchase next "
                 "comes first. Reply with one JSON object that lists the SID of every candidate exactly once:\n"
-                + schema)
+                + schema + (f"\n{_THINK_SHORT}" if cfg.think else ""))
         return f"{cfg.priming.strip()}\n\n{task}" if cfg.priming else task
     blocks: list[str] = []
     # (1) role and task
@@ -340,9 +384,14 @@ def system_message(cfg: PromptConfig) -> str:
         "3. Match and rank: compare every candidate with steps 1 and 2 and order all candidates from "
         "most to least likely to be purchased next."
     )
-    if cfg.reasoning:
-        limit = (f" Keep it under {cfg.max_explanation_words} words."
-                 if cfg.max_explanation_words is not None else "")
+    limit = (f" Keep it under {cfg.max_explanation_words} words."
+             if cfg.max_explanation_words is not None else "")
+    if cfg.think:
+        tagged = "\n".join(f"<{tag}>{what}</{tag}>" for tag, what in THINK_STEPS)
+        blocks.append("Think before you recommend, in three steps, and write them in \"explanation\" as "
+                      "exactly these three tagged blocks, in this order, with nothing around them:\n" + tagged
+                      + "\n" + ("Cite items by their SIDs." + limit).strip())
+    elif cfg.reasoning:
         blocks.append("Reason in three steps and write them in \"explanation\":\n" + steps
                       + "\n" + ("Cite items by their SIDs." + limit).strip())
     else:
@@ -358,7 +407,8 @@ def system_message(cfg: PromptConfig) -> str:
         "- Reply with one JSON object and nothing else: no text before or after it.",
     ]
     blocks.append("\n".join(guide))
-    blocks.append("Output format (the <...> parts are placeholders):\n" + schema)
+    tags = "; the step tags are written as shown, the ... between them replaced by each step" if cfg.think else ""
+    blocks.append(f"Output format (the <...> parts are placeholders{tags}):\n" + schema)
     return "\n\n".join(blocks)
 
 
@@ -429,6 +479,7 @@ def build_messages(
         history_total=total,
         reasoning=cfg.reasoning,
         candidate_ids=[int(c.item_id) for c in cands],
+        reasoning_format=cfg.reasoning_format if cfg.reasoning else "free",
     )
 
 

@@ -5,8 +5,9 @@ imported here for the ``rl`` stage and its tests.
 **The reward** (:class:`RerankReward`, a TRL ``reward_funcs`` callable). Each completion is read
 with :func:`gr2.prompts.parse.parse_output` against the example's candidates and presentation
 (``require_explanation=False``: the strict ``order`` — a permutation only when the answer listed
-every candidate exactly once — carries the ranking; whether a non-empty explanation was written is
-the separate ``reasoning_ok`` of the format term). The task reward is
+every candidate exactly once — carries the ranking; whether a non-empty explanation was written —
+with ``reasoning_format="think"``, as the three tagged steps in order (``ParseResult.reasoning_ok``) —
+is the separate ``reasoning_ok`` of the format term). The task reward is
 ``gr2.rl.rewards.REWARDS[name](order, labels, alpha, reasoning_ok, invalid)`` — an invalid output
 earns ``invalid`` — against the **true pre-rank order** whatever order the candidates were shown in;
 DAPO's soft overlong punishment (:func:`gr2.rl.rewards.soft_overlong_penalty`) of the completion's
@@ -26,7 +27,7 @@ from typing import Any
 import numpy as np
 
 from gr2.prompts.chat import completion_text
-from gr2.prompts.parse import parse_output
+from gr2.prompts.parse import REASONING_FORMATS, parse_output
 from gr2.rl.rewards import (
     DEFAULT_ALPHA,
     DEFAULT_INVALID,
@@ -58,7 +59,8 @@ class Scored:
     valid: bool
     """The answer parsed into a valid permutation of the candidates."""
     format_ok: bool
-    """Valid and, when reasoning is required, with a non-empty explanation (``R_fmt = 1``)."""
+    """Valid and, when reasoning is required, with a non-empty explanation — the three tagged steps with
+    ``reasoning_format="think"`` (``R_fmt = 1``)."""
     copy_shown: bool
     """The ranking repeats the order the candidates were shown in."""
     copy_prerank: bool
@@ -79,7 +81,10 @@ class RerankReward:
         reasoning: bool = True,
         max_completion_length: int | None = None,
         overlong_buffer: int = 0,
+        reasoning_format: str = "free",
     ) -> None:
+        if reasoning_format not in REASONING_FORMATS:
+            raise ValueError(f"reasoning_format must be one of {REASONING_FORMATS}, got {reasoning_format!r}")
         if reward not in REWARDS:
             raise ValueError(f"unknown reward {reward!r}; known: {sorted(REWARDS)}")
         if overlong_buffer and max_completion_length is None:
@@ -88,6 +93,7 @@ class RerankReward:
         self.alpha = alpha
         self.invalid = invalid
         self.reasoning = reasoning
+        self.reasoning_format = reasoning_format if reasoning else "free"
         self.max_completion_length = max_completion_length
         self.overlong_buffer = overlong_buffer
         self.__name__ = f"{reward}_reward"  # TRL names its metrics rewards/<__name__>/...
@@ -95,9 +101,10 @@ class RerankReward:
     def score(self, text: str, candidate_sids: Sequence[str], labels: Sequence[float],
               presented: Sequence[int] | None = None, n_tokens: int | None = None) -> Scored:
         """Score one completion (``n_tokens``: its length in tokens, for the overlong penalty)."""
-        parsed = parse_output(text, candidate_sids, presented, require_explanation=False)
+        parsed = parse_output(text, candidate_sids, presented, require_explanation=False,
+                              reasoning_format=self.reasoning_format)
         order = parsed.order
-        reasoning_ok = (not self.reasoning) or bool(parsed.explanation and parsed.explanation.strip())
+        reasoning_ok = (not self.reasoning) or parsed.reasoning_ok
         task = float(self.fn(order, labels, self.alpha, reasoning_ok, self.invalid))
         penalty = 0.0
         if self.overlong_buffer:

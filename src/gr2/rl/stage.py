@@ -17,6 +17,9 @@ Reads ``candidates/{split}.parquet`` (for each ``split``), ``data/items.parquet`
 * ``metrics.json`` — what was trained (policy, lists, reward, settings, whether rollouts were
   constrained) and a summary of the log.
 
+Under ``accelerate launch`` only the main process writes these (:mod:`gr2.training.dist`); each
+process generates and trains on its share of the step's ``batch_size`` prompts.
+
 With ``rl.constrained`` (on by default for the reasoning-free variant) rollouts are sampled through
 :class:`gr2.llm.constrained.RankingConstraint`: every answer is a ranking of its prompt's own
 candidates (``rl/valid_rate`` 1.0), so the reward ranks orders instead of punishing malformed text.
@@ -131,6 +134,7 @@ def train_rl(model: Any, tokenizer: Any, rows: Sequence[Mapping[str, Any]], cfg:
 
     from gr2.rl.dapo import DAPOTrainer, RerankReward
     from gr2.training.dapo import grpo_args
+    from gr2.training.dist import is_main
     from gr2.training.loop import (
         latest_checkpoint,
         tensorboard,
@@ -144,7 +148,8 @@ def train_rl(model: Any, tokenizer: Any, rows: Sequence[Mapping[str, Any]], cfg:
     device = start_training(cfg, model)
     peft_config = lora_config(cfg) if cfg.lora else None
     reward = RerankReward(cfg.reward, alpha=cfg.alpha, invalid=cfg.invalid_reward, reasoning=cfg.reasoning,
-                          max_completion_length=cfg.max_completion_length, overlong_buffer=cfg.overlong_buffer)
+                          max_completion_length=cfg.max_completion_length, overlong_buffer=cfg.overlong_buffer,
+                          reasoning_format=cfg.prompt.reasoning_format)
     tb_callback, writer = tensorboard(out_dir / "tb")
     log_path = out_dir / "log.jsonl"
     trainer = DAPOTrainer(
@@ -157,8 +162,9 @@ def train_rl(model: Any, tokenizer: Any, rows: Sequence[Mapping[str, Any]], cfg:
     ckpt = latest_checkpoint(out_dir / "checkpoints")
     if ckpt is not None:
         log.info("rl: resuming from %s", ckpt)
-        _truncate_log(log_path, json.loads((ckpt / "trainer_state.json").read_text())["global_step"])
-    elif log_path.exists():
+        if is_main():
+            _truncate_log(log_path, json.loads((ckpt / "trainer_state.json").read_text())["global_step"])
+    elif is_main() and log_path.exists():
         log_path.unlink()  # a fresh start: an old log would be misread as this run's
     model, result, seconds = train_and_save(trainer, ckpt, cfg.lora, tokenizer, out_dir / "model")
     writer.close()
@@ -199,6 +205,10 @@ def run_rl(run: RunDir, cfg: RLConfig) -> dict:
     log.info("rl: %d lists (of %d) from %s, policy %s", len(rows), total, cfg.split, source)
     _, info = train_rl(model, tok, rows, cfg, out)
     from gr2.llm.scoring import PositionPrior
+    from gr2.training.dist import is_main
+
+    if not is_main():
+        return {}  # the main process writes the metrics and removes the checkpoints
 
     prior = PositionPrior.load(source)
     if prior is not None:  # direct scoring of the policy adds its initial model's position prior

@@ -21,6 +21,10 @@ class SFTConfig(TrainingFields):
     init: str = "midtrain"
     """Model to start from: ``"midtrain"`` (this run's ``midtrain/model``, which knows the SID
     tokens), or a registry name / ``save_pretrained`` folder (``gr2.llm.registry.resolve``)."""
+    max_examples: int | None = None
+    """``objective: traces``: train on a seeded sample (``seed``) of this many of the accepted traces,
+    in their file order — a small cold-start set before RL (RecOne, docs/method.md §10; the
+    ``recone`` variant, :mod:`gr2.variants`). ``None``: every accepted trace."""
     lambda_reasoning: float = 0.5
     """λ_r: weight of the explanation tokens in ``L = −λ_r Σ log P(reasoning) − λ_o Σ log P(ranking)``
     (docs/method.md §6; paper: λ_r < λ_o). 0 trains on the ranking only."""
@@ -72,7 +76,8 @@ class SFTConfig(TrainingFields):
     weight_decay: float = 0.0
     """AdamW weight decay."""
     batch_size: int = 4
-    """Examples per optimisation micro-step (per device)."""
+    """Examples per optimisation micro-step, over all processes (``accelerate launch``: each of N
+    processes takes ``batch_size / N``, :mod:`gr2.training.dist`)."""
     grad_accum: int = 1
     """Gradient-accumulation steps (effective batch = ``batch_size × grad_accum``)."""
     max_seq_len: int = 2048
@@ -92,6 +97,9 @@ class SFTConfig(TrainingFields):
             f"batch_size must be >= 1, got {self.batch_size}": at_least(self.batch_size, 1),
             f"grad_accum must be >= 1, got {self.grad_accum}": at_least(self.grad_accum, 1),
             f"max_seq_len must be >= 1, got {self.max_seq_len}": at_least(self.max_seq_len, 1),
+            "max_examples must be >= 1 or None": self.max_examples is None or self.max_examples >= 1,
+            "max_examples samples traces (objective: traces); the listwise objective samples lists with "
+            "listwise_lists": self.max_examples is None or self.objective == "traces",
             "listwise_lists must be >= 1 or None": self.listwise_lists is None or self.listwise_lists >= 1,
             "listwise_ce and listwise_distill must be >= 0, not both 0":
                 min(self.listwise_ce, self.listwise_distill) >= 0 and self.listwise_ce + self.listwise_distill > 0,

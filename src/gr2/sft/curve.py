@@ -4,7 +4,8 @@ Both objectives (trace SFT and listwise) get the same curve, measured the way th
 are (:func:`gr2.llm.rerank.rerank_lists_direct` on a seeded sample of validation lists, shown in
 the trained prompt's order), so curves of different objectives on the same budget can be laid over
 each other (``report/sft_curve.png``). One JSON line per point in ``sft/curve.jsonl``; a resumed run
-appends its points after the ones already there.
+appends its points after the ones already there. With several processes each one measures (the same
+lists) and the main one writes.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from transformers import TrainerCallback
 from gr2.llm.scoring import PositionPrior
 from gr2.prompts.render import ItemText, PromptConfig
 from gr2.runs import read_jsonl
+from gr2.training.dist import barrier, is_main
 
 __all__ = ["CurveCallback", "curve_steps", "val_metrics"]
 
@@ -63,18 +65,25 @@ class CurveCallback(TrainerCallback):
         self.points = points
         self.prior = prior
         self.steps: set[int] = set()
+        self.done: set[int] = set()
 
     def _measure(self, model: Any, step: int) -> None:
-        if step in {p["step"] for p in read_jsonl(self.path)}:
+        if step in self.done:
             return  # measured before an interruption
         point = {"step": step, "lists_seen": step * self.lists_per_step,
                  **val_metrics(model, self.tokenizer, self.lists, self.items, self.prompt, prior=self.prior)}
+        self.done.add(step)
+        if not is_main():
+            return
         self.path.parent.mkdir(parents=True, exist_ok=True)
         with self.path.open("a", encoding="utf-8") as fh:
             fh.write(json.dumps(point) + "\n")
 
     def on_train_begin(self, args: Any, state: Any, control: Any, model: Any = None, **kwargs: Any) -> None:
         self.steps = curve_steps(state.max_steps, self.points)
+        barrier()  # the stage's main process has removed an old curve
+        self.done = {p["step"] for p in read_jsonl(self.path)}
+        barrier()  # every process has read the file before the main one appends to it
         if state.global_step == 0:
             self._measure(model, 0)
 

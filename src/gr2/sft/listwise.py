@@ -154,7 +154,8 @@ class _SavePrior(TrainerCallback):
         self.trainer = trainer
 
     def on_save(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
-        self.trainer.learnt_prior().save(Path(args.output_dir) / f"checkpoint-{state.global_step}")
+        if state.is_world_process_zero:  # the process that writes the checkpoint
+            self.trainer.learnt_prior().save(Path(args.output_dir) / f"checkpoint-{state.global_step}")
 
 
 class ListwiseTrainer(Trainer):
@@ -187,6 +188,15 @@ class ListwiseTrainer(Trainer):
             optimizer.add_param_group({"params": [self.log_scale], "lr": SCALE_LR, "weight_decay": 0.0})
         return optimizer
 
+    def training_step(self, model: Any, inputs: dict[str, Any], num_items_in_batch: Any = None) -> Any:
+        loss = super().training_step(model, inputs, num_items_in_batch)
+        if self.log_scale is not None and self.log_scale.grad is not None and self.accelerator.num_processes > 1:
+            # the scale is not part of the (DDP) model: average its gradient over the processes as DDP does
+            # the model's, so every process takes the same step
+            grad = self.accelerator.reduce(self.log_scale.grad.to(self.accelerator.device), reduction="mean")
+            self.log_scale.grad = grad.to(self.log_scale.device)
+        return loss
+
     def compute_loss(self, model: Any, inputs: dict[str, Any], return_outputs: bool = False,
                      num_items_in_batch: Any = None) -> Any:
         lists: list[ListwiseExample] = inputs["lists"]
@@ -203,7 +213,12 @@ class ListwiseTrainer(Trainer):
 
     def log(self, logs: dict[str, float], *args: Any, **kwargs: Any) -> None:
         if "loss" in logs:  # a training log: add the window's means of the loss parts
-            logs.update({k: round(float(np.mean(v)), 4) for k, v in self._window.items() if v})
+            means = {k: float(np.mean(v)) for k, v in sorted(self._window.items()) if v}
+            if means and self.accelerator.num_processes > 1:  # every process logs: mean of their equal shares
+                reduced = self.accelerator.reduce(torch.tensor(list(means.values()), device=self.accelerator.device),
+                                                  reduction="mean")
+                means = dict(zip(means, reduced.tolist()))
+            logs.update({k: round(v, 4) for k, v in means.items()})
             self._window = {}
         super().log(logs, *args, **kwargs)
 
@@ -216,6 +231,7 @@ def train_listwise(model: Any, tokenizer: Any, examples: Sequence[ListwiseExampl
     from the latest), ``tb/``, ``model/`` (LoRA merged; plus the ``prior`` the examples were encoded
     with and its learnt scale, which every later scoring of the model adds) and ``metrics.json``;
     returns the metrics."""
+    from gr2.training.dist import is_main, refuse_sharded
     from gr2.training.loop import (
         epoch_steps,
         latest_checkpoint,
@@ -226,6 +242,7 @@ def train_listwise(model: Any, tokenizer: Any, examples: Sequence[ListwiseExampl
 
     if not examples:
         raise ValueError("no listwise training lists")
+    refuse_sharded("the listwise objective (its own forward pass and the position prior's scale)")
     out_dir = Path(out_dir)
     device = start_training(cfg, model)
     if cfg.lora:
@@ -245,7 +262,7 @@ def train_listwise(model: Any, tokenizer: Any, examples: Sequence[ListwiseExampl
         trainer.log_scale.data.fill_(math.log(resumed.model_scale))
     _, result, seconds = train_and_save(trainer, ckpt, cfg.lora, tokenizer, out_dir / "model")
     prior = trainer.learnt_prior()
-    if prior is not None:
+    if prior is not None and is_main():
         prior.save(out_dir / "model")
     writer.close()
     history = [h for h in trainer.state.log_history if "loss" in h]
@@ -268,7 +285,8 @@ def train_listwise(model: Any, tokenizer: Any, examples: Sequence[ListwiseExampl
         "seconds": round(seconds, 2),
         "log": history,
     }
-    atomic_write_json(out_dir / "metrics.json", metrics)
+    if is_main():
+        atomic_write_json(out_dir / "metrics.json", metrics)
     return metrics
 
 
@@ -278,7 +296,7 @@ def listwise_args(cfg: SFTConfig, output_dir: Path, steps: int, device: str) -> 
     Python objects, so no column is removed and the dataloader does not pin memory."""
     from transformers import TrainingArguments
 
-    from gr2.training.loop import trainer_defaults
+    from gr2.training.loop import device_batch, trainer_defaults
 
     return TrainingArguments(
         output_dir=str(output_dir),
@@ -287,7 +305,7 @@ def listwise_args(cfg: SFTConfig, output_dir: Path, steps: int, device: str) -> 
         weight_decay=cfg.weight_decay,
         lr_scheduler_type="linear",
         warmup_steps=int(round(cfg.lr_warmup_ratio * steps)),
-        per_device_train_batch_size=cfg.batch_size,
+        per_device_train_batch_size=device_batch(cfg),
         gradient_accumulation_steps=cfg.grad_accum,
         remove_unused_columns=False,
         dataloader_pin_memory=False,

@@ -1,7 +1,8 @@
 """The ``sft`` stage (docs/method.md §6): weighted-loss SFT on the accepted reasoning traces, or
 (``objective: listwise``) the listwise objective on the direct score (:mod:`gr2.sft.listwise`).
 
-Reads ``traces/accepted.jsonl`` (one ``{"example_id", "messages", "completion"}`` per line) — or, for
+Reads ``traces/accepted.jsonl`` (one ``{"example_id", "messages", "completion"}`` per line; a seeded
+sample of ``sft.max_examples`` of them when set: RecOne's small cold-start set) — or, for
 the listwise objective, ``candidates/train.parquet`` rendered with the traces' prompt format — and the
 model named by ``SFTConfig.init`` (default: ``midtrain/model``); writes under ``sft/``:
 
@@ -9,7 +10,8 @@ model named by ``SFTConfig.init`` (default: ``midtrain/model``); writes under ``
   the latest one (deleted at the end unless ``keep_checkpoints``);
 * ``tb/`` — TensorBoard logs (loss, ``nll_reasoning``/``nll_ranking``, ``loss_reasoning``/``loss_ranking``);
 * ``model/`` — the final model + tokenizer (``save_pretrained``, written atomically; LoRA merged);
-* ``metrics.json`` — data statistics (examples, truncated, reasoning/ranking tokens), loss and its
+* ``metrics.json`` — data statistics (examples, truncated, reasoning/ranking tokens; with traces also
+  ``traces_accepted``, the accepted traces the examples were sampled from), loss and its
   parts at the first and last logged step, steps, tokens/s, the full log;
 * ``curve.jsonl`` — with ``curve_lists > 0``: validation N@5 against training lists seen
   (:mod:`gr2.sft.curve`).
@@ -19,6 +21,7 @@ from __future__ import annotations
 
 import json
 import logging
+import random
 import shutil
 from typing import Any
 
@@ -36,6 +39,15 @@ def load_traces(run: RunDir) -> list[dict[str, Any]]:
     path = run.file("traces", "accepted.jsonl")
     with path.open(encoding="utf-8") as fh:
         return [json.loads(line) for line in fh if line.strip()]
+
+
+def sample_traces(examples: list[dict[str, Any]], n: int | None, seed: int) -> list[dict[str, Any]]:
+    """A seeded sample of ``n`` of ``examples`` in their own order (``sft.max_examples``); all of them
+    when ``n`` is ``None`` or not smaller than their number."""
+    if n is None or len(examples) <= n:
+        return list(examples)
+    keep = sorted(random.Random(seed).sample(range(len(examples)), n))
+    return [examples[i] for i in keep]
 
 
 def curve_callbacks(run: RunDir, cfg: SFTConfig, tokenizer: Any, items: Any, prompt: Any,
@@ -69,12 +81,13 @@ def run_sft(run: RunDir, cfg: SFTConfig) -> dict:
     from gr2.llm.registry import load
     from gr2.prompts.items import load_item_texts, trained_prompt
     from gr2.runs import model_source
+    from gr2.training.dist import is_main
     from gr2.training.loop import latest_checkpoint
 
     source = model_source(run, cfg.init)
     model, tok = load(source)
     out = run.stage_dir("sft")
-    if latest_checkpoint(out / "checkpoints") is None:  # a fresh start: an old curve belongs to another model
+    if latest_checkpoint(out / "checkpoints") is None and is_main():  # a fresh start: an old curve is another model's
         (out / "curve.jsonl").unlink(missing_ok=True)
     prompt = trained_prompt(run.path, "sft") or PromptConfig()
     items = load_item_texts(run) if cfg.objective == "listwise" or cfg.curve_lists else None
@@ -93,11 +106,14 @@ def run_sft(run: RunDir, cfg: SFTConfig) -> dict:
     else:
         from gr2.sft.train import train_sft
 
-        examples = load_traces(run)
-        log.info("sft: %d examples, init %s (%s)", len(examples), cfg.init, source)
+        accepted = load_traces(run)
+        examples = sample_traces(accepted, cfg.max_examples, cfg.seed)
+        meta["traces_accepted"] = len(accepted)
+        log.info("sft: %d examples (of %d accepted traces), init %s (%s)", len(examples), len(accepted),
+                 cfg.init, source)
         metrics = train_sft(model, tok, examples, cfg, out, meta=meta, callbacks=callbacks)
         data = metrics["data"]["examples"]
-    if not cfg.keep_checkpoints:
+    if not cfg.keep_checkpoints and is_main():  # every process is past training: the model save waits for all
         shutil.rmtree(out / "checkpoints", ignore_errors=True)
     return {"objective": cfg.objective, "examples": data, "steps": metrics["steps"],
             "loss": f"{metrics['loss_start']}->{metrics['loss_end']}", "seconds": metrics["seconds"]}

@@ -90,7 +90,7 @@ class WeightedSFTTrainer(SFTTrainer):
     docstring). Logs, besides TRL's metrics, ``nll_reasoning``/``nll_ranking`` (mean NLL per token of
     each part: comparable across λ's) and ``loss_reasoning``/``loss_ranking`` (each part's weighted
     contribution per completion token of the micro-batch: they sum to the loss without gradient
-    accumulation)."""
+    accumulation); with several processes, of the micro-batch over all of them."""
 
     def __init__(self, *args: Any, lambda_reasoning: float, lambda_ranking: float, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -131,13 +131,18 @@ class WeightedSFTTrainer(SFTTrainer):
             handle.remove()
 
     def _log_parts(self, log_probs: torch.Tensor, parts: torch.Tensor, mode: str) -> None:
-        n_completion = (parts != PROMPT).sum().clamp(min=1)
-        for name, part in (("reasoning", REASONING), ("ranking", RANKING)):
-            mask = parts == part
-            n = mask.sum()
+        named = (("reasoning", REASONING), ("ranking", RANKING))
+        log_probs = log_probs.float()
+        sums = torch.stack([x for _, part in named for x in (-(log_probs * (parts == part)).sum(),
+                                                                (parts == part).sum().float())]
+                           + [(parts != PROMPT).sum().float()])
+        if self.accelerator.num_processes > 1:  # the micro-batch of every process, as TRL's own metrics
+            sums = self.accelerator.reduce(sums, reduction="sum")
+        n_completion = sums[-1].clamp(min=1)
+        for i, (name, part) in enumerate(named):
+            nll, n = sums[2 * i], sums[2 * i + 1]
             if n == 0:
                 continue
-            nll = -(log_probs * mask).sum()
             self._metrics[mode][f"nll_{name}"].append((nll / n).item())
             self._metrics[mode][f"loss_{name}"].append((nll * self.part_weights[part] / n_completion).item())
 
@@ -183,7 +188,7 @@ def train_sft(model: Any, tokenizer: Any, examples: Sequence[Mapping[str, Any]],
     metrics); ``callbacks`` go to the trainer (the learning curve); returns the metrics."""
     from datasets import Dataset
 
-    from gr2.runs import save_model
+    from gr2.training.dist import is_main
     from gr2.training.loop import epoch_steps, run_phase, sft_args
     from gr2.training.setup import lora_config, start_training
 
@@ -204,11 +209,8 @@ def train_sft(model: Any, tokenizer: Any, examples: Sequence[Mapping[str, Any]],
     t0 = time.perf_counter()
     model, info = run_phase(model, tokenizer, Dataset.from_list(rows), args, out_dir / "tb", peft_config,
                             trainer_cls=WeightedSFTTrainer, callbacks=callbacks, compact_head=cfg.compact_lm_head,
-                            lambda_reasoning=cfg.lambda_reasoning,
+                            save_dir=out_dir / "model", lambda_reasoning=cfg.lambda_reasoning,
                             lambda_ranking=cfg.lambda_ranking)
-    if cfg.lora:
-        model = model.merge_and_unload()
-    save_model(model, tokenizer, out_dir / "model")
     history = info.pop("log")
     metrics: dict[str, Any] = {
         **(meta or {}),
@@ -227,5 +229,6 @@ def train_sft(model: Any, tokenizer: Any, examples: Sequence[Mapping[str, Any]],
         "seconds": round(time.perf_counter() - t0, 2),
         "log": history,
     }
-    atomic_write_json(out_dir / "metrics.json", metrics)
+    if is_main():
+        atomic_write_json(out_dir / "metrics.json", metrics)
     return metrics

@@ -139,30 +139,34 @@ class EvidenceTeacher:
     def answer_examples(self, examples: Sequence[Any], prompts: Sequence[Any]) -> list[str]:
         """The teacher's answer to each rendered prompt (``gr2.traces.sampling`` calls this instead
         of ``complete`` for teachers that read the lists, not the text): the JSON the prompt asks
-        for, with the LambdaMART ranking and the evidence explanation."""
+        for, with the LambdaMART ranking and the evidence explanation (the three tagged steps when the
+        prompt asks for them: ``reasoning_format="think"``)."""
         from gr2.prompts.render import assistant_text
 
         out = []
         for example, prompt in zip(examples, prompts):
+            think = getattr(prompt, "reasoning_format", "free") == "think"  # "free" without reasoning
             trace = self.explain([h.item_id for h in example.history], [c.item_id for c in example.candidates],
-                                 example.example_id)
+                                 example.example_id, think=think)
             ranked = [prompt.candidate_sids[i] for i in trace.order]
             out.append(assistant_text(trace.explanation, ranked, reasoning=prompt.reasoning))
         return out
 
     def explain(self, history: Sequence[int], candidates: Sequence[int], example_id: str,
-                scores: Sequence[float] | None = None) -> EvidenceTrace:
+                scores: Sequence[float] | None = None, think: bool = False) -> EvidenceTrace:
         """One list. ``scores`` are the pre-ranker's; without them the model's score features are
-        missing (NaN, which LightGBM handles) and it leans on position and the data features."""
+        missing (NaN, which LightGBM handles) and it leans on position and the data features.
+        ``think``: the explanation as the three tagged steps (:func:`gr2.traces.prose.render`)."""
         k = len(candidates)
         frame = pd.DataFrame({"example_id": [example_id], "history": [list(history)],
                               "candidates": [list(candidates)],
                               "scores": [list(scores) if scores is not None else [np.nan] * k]})
         with warnings.catch_warnings(action="ignore", category=RuntimeWarning):  # all-NaN score stats
-            return self.explain_lists(frame)[0]
+            return self.explain_lists(frame, think)[0]
 
-    def explain_lists(self, lists: pd.DataFrame) -> list[EvidenceTrace]:
-        """Every list of a ``candidates/*.parquet`` frame (``example_id`` names the phrasing)."""
+    def explain_lists(self, lists: pd.DataFrame, think: bool = False) -> list[EvidenceTrace]:
+        """Every list of a ``candidates/*.parquet`` frame (``example_id`` names the phrasing); ``think``
+        as in :meth:`explain`."""
         orders = self.ranker.rerank(lists)
         has_ids = "example_id" in lists.columns
         ids = lists["example_id"].astype(str).tolist() if has_ids else list(map(str, lists.index))
@@ -173,7 +177,7 @@ class EvidenceTeacher:
             ranked_sids = [self.facts.sids[i] for i in ranked]
             for brief in (False, True):  # the brief version only when the full one is too long
                 claims = self.claims(history, ranked, brief)
-                text = render(claims, ranked_sids, len(history), self.facts.root_depth, eid)
+                text = render(claims, ranked_sids, len(history), self.facts.root_depth, eid, think)
                 if len(text.split()) < self.max_words:
                     break
             out.append(EvidenceTrace(order=[int(i) for i in o], explanation=text, claims=claims))

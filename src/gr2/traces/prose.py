@@ -1,6 +1,10 @@
 """The evidence teacher's prose: :func:`render` writes the claims (:mod:`gr2.traces.facts`) as the
 three steps of docs/method.md §5. Phrasing variants are picked by a hash of the example id (never the
-global RNG) so a student does not learn one fixed sentence.
+global RNG) so a student does not learn one fixed sentence. With ``think`` (the prompt's
+``reasoning_format="think"``) the three steps are the tagged blocks of :mod:`gr2.prompts.think` —
+history patterns as ``<user_interests>``, the next categories and the candidates in them as
+``<item_features>``, the ranking with each candidate's evidence as ``<compatibility>`` — so traces,
+and the SFT student, write the structure the parser checks.
 """
 
 from __future__ import annotations
@@ -9,6 +13,7 @@ import hashlib
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from gr2.prompts.think import steps_text
 from gr2.traces.facts import Claim
 
 __all__ = ["render"]
@@ -69,10 +74,11 @@ def _plural(n: int, one: str, many: str) -> str:
 
 
 def render(claims: Sequence[Claim], ranked_sids: Sequence[str], n_history: int, root_depth: int,
-           example_id: str) -> str:
+           example_id: str, think: bool = False) -> str:
     """The three-step explanation of ``claims`` (as :meth:`~gr2.traces.evidence.EvidenceTeacher.claims` orders them);
     ``ranked_sids``: the candidates best first; ``n_history``: history items shown; ``root_depth``:
-    leading category levels not worth printing."""
+    leading category levels not worth printing; ``think``: the steps as the tagged blocks of
+    :mod:`gr2.prompts.think` instead of labelled sentences."""
 
     def say(slot: str, key: str | None = None, shift: int = 0, **kw: Any) -> str:
         options = _TEMPLATES[slot]
@@ -125,7 +131,12 @@ def render(claims: Sequence[Claim], ranked_sids: Sequence[str], n_history: int, 
         slot = "rank_first" if rank == 0 else "rank_last" if rank == len(ranked_sids) - 1 else "rank_next"
         step3.append(say(slot, shift=rank, c=csid, ev=ev))  # consecutive ranks, different openings
 
-    return " ".join(f"{label} {_cap(' '.join(parts))}" for label, parts in zip(labels, (step1, step2, step3)))
+    steps = (step1, step2, step3)
+    if think:  # every step must hold a word (gr2.prompts.think): the ranking itself when no fact is left
+        step3 = step3 or ([say("rank_first", c=ranked_sids[0], ev="the ranker's score")] if ranked_sids else
+                          ["No candidate to rank."])
+        return steps_text([_cap(" ".join(parts)) for parts in (step1, step2, step3)], sep=" ")
+    return " ".join(f"{label} {_cap(' '.join(parts))}" for label, parts in zip(labels, steps))
 
 
 def _phrase(claim: Claim, say: Callable[..., str], cat: Callable[[Sequence[str]], str], key: str) -> str:

@@ -111,12 +111,14 @@ def request_seed(seed: int, example_id: str, attempt: int) -> int:
 def sampling_key(cfg: TracesConfig, teacher_name: str) -> str:
     """Hash of what decides a sample: records made under another key must not be mixed in.
 
-    ``attempts``, ``n_examples`` and batching are left out, so raising them extends a finished run.
+    ``attempts``, ``n_examples`` and batching are left out, so raising them extends a finished run;
+    ``prompt.reasoning_format`` at its default (``free``) too, so stores made before it existed still match.
     """
+    prompt = {k: v for k, v in dataclasses.asdict(cfg.prompt).items() if (k, v) != ("reasoning_format", "free")}
     payload = {
         "teacher": teacher_name, "mode": cfg.mode, "accept": cfg.accept, "temperature": cfg.temperature,
         "top_p": cfg.top_p, "max_new_tokens": cfg.max_new_tokens, "seed": cfg.seed,
-        "extra_body": cfg.extra_body, "prompt": dataclasses.asdict(cfg.prompt),
+        "extra_body": cfg.extra_body, "prompt": prompt,
     }
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:16]
 
@@ -146,12 +148,15 @@ def judge(parsed: ParseResult, target_index: int, cfg: TracesConfig,
           best: Sequence[int] = ()) -> list[int] | None:
     """The SFT ranking (pre-rank indices, best first) when the answer is accepted, else ``None``.
 
-    Unreadable answers (``wrong_format``) are never accepted; ``accept="top1_valid"`` also rejects
-    repaired ones. Rejection keeps the repaired order and needs the target (or another of ``best``,
+    Unreadable answers (``wrong_format``) are never accepted, nor, when the prompt asks for the three
+    tagged steps (``reasoning_format="think"``), answers whose explanation does not hold them (SFT
+    would teach another format); ``accept="top1_valid"`` also rejects repaired ones. Rejection keeps the repaired order and needs the target (or another of ``best``,
     the equally top-labelled candidates of a graded slate) first; targeted moves the target to the
     front unless one of those is there already.
     """
     if parsed.status == "wrong_format" or (cfg.accept == "top1_valid" and parsed.status != "ok"):
+        return None
+    if parsed.steps_status not in (None, "ok"):
         return None
     ranking = list(parsed.repaired)
     if ranking[0] == target_index or ranking[0] in best:

@@ -120,8 +120,9 @@ class DAPOFields(TrainingFields):
     steps: int = 200
     """Optimisation steps."""
     batch_size: int = 8
-    """Prompts (groups) per optimisation step and device; each brings ``num_generations``
-    completions."""
+    """Prompts (groups) per optimisation step, over all processes (``accelerate launch``: each of N
+    processes generates and trains on ``1/N`` of the completions, :mod:`gr2.training.dist`); each
+    brings ``num_generations`` completions."""
     grad_accum: int = 1
     """Gradient-accumulation micro-batches per step (``batch_size * num_generations`` must be
     divisible by it); one generation round serves the whole step."""

@@ -101,7 +101,7 @@ def grpo_args(cfg: DAPOFields, output_dir: Path, device: str) -> Any:
     supports it, activation checkpointing off, ``use_cpu`` without CUDA)."""
     from trl import GRPOConfig
 
-    from gr2.training.loop import trainer_defaults
+    from gr2.training.loop import device_batch, trainer_defaults
 
     if cfg.use_vllm and importlib.util.find_spec("vllm") is None:
         raise RuntimeError("use_vllm is set but vLLM is not installed: `pip install vllm` (GPU only), "
@@ -113,7 +113,9 @@ def grpo_args(cfg: DAPOFields, output_dir: Path, device: str) -> Any:
         learning_rate=cfg.lr,
         lr_scheduler_type="constant_with_warmup",
         warmup_steps=cfg.warmup_steps,
-        per_device_train_batch_size=cfg.batch_size * cfg.num_generations // cfg.grad_accum,
+        # completions per micro-step over all processes, split between them (gr2.training.dist)
+        per_device_train_batch_size=device_batch(cfg, cfg.batch_size * cfg.num_generations // cfg.grad_accum,
+                                                 "batch_size * num_generations / grad_accum"),
         gradient_accumulation_steps=cfg.grad_accum,
         num_generations=cfg.num_generations,
         max_completion_length=cfg.max_completion_length,

@@ -3,6 +3,9 @@ arguments, one phase with TensorBoard, checkpoints and resume, and saving the tr
 
 CPU-safe by construction (docs/resources.md): ``bf16`` only on a CUDA device that supports it,
 activation (gradient) checkpointing off always, ``use_cpu=True`` without CUDA.
+
+Launched as several processes (``accelerate launch``), a stage's ``batch_size`` is the global batch,
+split over the processes, and only the main process writes (:mod:`gr2.training.dist`).
 """
 
 from __future__ import annotations
@@ -38,8 +41,18 @@ def latest_checkpoint(folder: Path) -> Path | None:
 
 def epoch_steps(cfg: Any, n_examples: int) -> int:
     """``cfg.steps`` when set, else the optimiser steps of ``cfg.epochs`` passes over ``n_examples``
-    (``batch_size × grad_accum`` examples a step)."""
+    (``batch_size × grad_accum`` examples a step, over all processes)."""
     return cfg.steps or max(1, math.ceil(cfg.epochs * n_examples / (cfg.batch_size * cfg.grad_accum)))
+
+
+def device_batch(cfg: Any, examples: int | None = None, what: str = "batch_size") -> int:
+    """The per-process micro-batch of ``cfg``: ``examples`` a micro-step over all processes (default
+    ``cfg.batch_size``) split by :func:`gr2.training.dist.per_device_batch`, whose error names ``what``
+    of the stage's section."""
+    from gr2.training.dist import per_device_batch
+
+    section = type(cfg).__name__.removesuffix("Config").lower()
+    return per_device_batch(cfg.batch_size if examples is None else examples, f"{section}.{what}")
 
 
 def trainer_defaults(cfg: Any, device: str) -> dict[str, Any]:
@@ -78,7 +91,7 @@ def sft_args(cfg: Any, output_dir: Path, steps: int, lr: float, weight_decay: fl
         weight_decay=weight_decay,
         lr_scheduler_type="linear",
         warmup_steps=round(warmup_ratio * steps),
-        per_device_train_batch_size=cfg.batch_size,
+        per_device_train_batch_size=device_batch(cfg),
         gradient_accumulation_steps=cfg.grad_accum,
         max_length=cfg.max_seq_len,
         completion_only_loss=True,
@@ -111,11 +124,23 @@ def compact_lm_head(enabled: bool = True) -> Iterator[None]:
         trl_utils._use_triton = original
 
 
+class _NoWriter:
+    """The writer of a process that writes no TensorBoard events (not the main one)."""
+
+    def close(self) -> None:
+        pass
+
+
 def tensorboard(tb_dir: Path) -> tuple[Any, Any]:
-    """``(TensorBoard callback, its writer)`` logging under ``tb_dir``; close the writer after training."""
+    """``(TensorBoard callback, its writer)`` logging under ``tb_dir``; close the writer after training.
+    Only the main process writes events (a writer creates its file at once, so the others get none)."""
     from torch.utils.tensorboard import SummaryWriter
     from transformers.integrations import TensorBoardCallback
 
+    from gr2.training.dist import is_main
+
+    if not is_main():
+        return TensorBoardCallback(), _NoWriter()  # it writes on the main process only
     tb_dir.mkdir(parents=True, exist_ok=True)
     writer = SummaryWriter(log_dir=str(tb_dir))
     return TensorBoardCallback(tb_writer=writer), writer
@@ -123,16 +148,20 @@ def tensorboard(tb_dir: Path) -> tuple[Any, Any]:
 
 def run_phase(model: Any, tokenizer: Any, train: pd.DataFrame | Dataset, args: Any, tb_dir: Path,
               peft_config: Any = None, trainer_cls: type | None = None, callbacks: Sequence[Any] = (),
-              compact_head: bool = True, **trainer_kwargs: Any) -> tuple[Any, dict[str, Any]]:
+              compact_head: bool = True, save_dir: Path | None = None, **trainer_kwargs: Any
+              ) -> tuple[Any, dict[str, Any]]:
     """Train one phase with TRL's SFTTrainer; resumes from the latest checkpoint in
     ``args.output_dir``. Returns ``(trained model, info)``; info has ``resumed_from``, ``global_step``,
-    ``train_loss``, ``seconds``, ``tokens`` (non-padding tokens this process trained on) and ``log``.
+    ``train_loss``, ``seconds``, ``tokens`` (non-padding tokens trained on, gathered over the processes by
+    TRL; counted since the start or resume) and ``log``.
 
     ``train`` is a DataFrame with ``prompt``/``completion`` columns or a ready ``datasets.Dataset``
     (e.g. pre-tokenised); ``trainer_cls`` (an ``SFTTrainer`` subclass, default ``SFTTrainer``) gets
     ``trainer_kwargs`` on top of the usual arguments (the ``sft`` stage's weighted loss);
     ``callbacks`` are added to TensorBoard's (the ``sft`` stage's learning curve); ``compact_head``:
-    :func:`compact_lm_head` (a stage passes its ``compact_lm_head`` field)."""
+    :func:`compact_lm_head` (a stage passes its ``compact_lm_head`` field); ``save_dir``: the trained
+    model (LoRA merged when ``peft_config``) and ``tokenizer`` are saved there
+    (:func:`gr2.training.dist.save_model`: the main process writes) and the returned model is that one."""
     from datasets import Dataset
     from trl import SFTTrainer
 
@@ -148,12 +177,18 @@ def run_phase(model: Any, tokenizer: Any, train: pd.DataFrame | Dataset, args: A
     with compact_lm_head(compact_head):
         result, seconds = timed_train(trainer, ckpt)
     writer.close()
+    model = trainer.model
+    if save_dir is not None:
+        from gr2.training.dist import save_model
+
+        model = model.merge_and_unload() if peft_config is not None else model
+        save_model(model, tokenizer, save_dir, trainer)
     info = {
         **train_info(trainer, ckpt, result, seconds),
         "tokens": int(getattr(trainer, "_total_train_tokens", 0)),  # TRL's running count (not checkpointed)
         "log": [h for h in trainer.state.log_history if "loss" in h],
     }
-    return trainer.model, info
+    return model, info
 
 
 def timed_train(trainer: Any, checkpoint: Path | None) -> tuple[Any, float]:
@@ -176,11 +211,12 @@ def train_info(trainer: Any, checkpoint: Path | None, result: Any, seconds: floa
 
 def train_and_save(trainer: Any, checkpoint: Path | None, lora: bool, tokenizer: Any, model_dir: Path
                    ) -> tuple[Any, Any, float]:
-    """:func:`timed_train`, then the trained model — LoRA merged when ``lora`` — saved to ``model_dir``;
-    returns ``(model, train output, seconds of training)``."""
-    from gr2.runs import save_model
+    """:func:`timed_train`, then the trained model — LoRA merged when ``lora`` — saved to ``model_dir``
+    (by the main process: :func:`gr2.training.dist.save_model`); returns ``(model, train output,
+    seconds of training)``."""
+    from gr2.training.dist import save_model
 
     result, seconds = timed_train(trainer, checkpoint)
     model = trainer.model.merge_and_unload() if lora else trainer.model
-    save_model(model, tokenizer, model_dir)
+    save_model(model, tokenizer, model_dir, trainer)
     return model, result, seconds

@@ -10,18 +10,25 @@ import torch
 
 
 def resolve_device(device: str) -> str:
-    """``auto`` → ``cuda`` when available, else ``cpu``; a CUDA device asked for without CUDA is an error."""
+    """``auto`` → ``cuda`` when available, else ``cpu``; a CUDA device asked for without CUDA is an error.
+    Launched as several processes, ``cuda`` is this process's own GPU (:func:`gr2.training.dist.local_device`)."""
+    from gr2.training.dist import local_device
+
     if device == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
+        device = "cuda" if torch.cuda.is_available() else "cpu"
     if device.startswith("cuda") and not torch.cuda.is_available():
         raise RuntimeError(f"device {device!r} requested but CUDA is not available")
-    return device
+    return local_device(device)
 
 
 def start_training(cfg: Any, model: Any = None) -> str:
     """The set-up of a training run: seed, CPU threads and the device; when ``model`` is given it is
     moved there and ``cfg.train_top_layers`` (where the config has the field) applied. ``cfg`` is a
     :class:`~gr2.training.config.TrainingFields`; returns the device."""
+    if getattr(cfg, "lora", False):
+        from gr2.training.dist import refuse_sharded
+
+        refuse_sharded("LoRA (the adapters are merged into the saved model)")
     torch.manual_seed(cfg.seed)
     if cfg.num_threads:
         torch.set_num_threads(cfg.num_threads)
