@@ -36,6 +36,7 @@ from tiny_run import tiny_overrides
 
 from gr2.config import load_config, save_config
 from gr2.pipeline import run_pipeline
+from gr2.runs import RunDir
 
 pytestmark = pytest.mark.slow
 
@@ -158,9 +159,11 @@ def test_a_checkpoint_of_two_processes_resumes_in_one(runs, tmp_path):
     shutil.copytree(two, resumed, symlinks=True)
     last = sorted((resumed / "sft" / "checkpoints").glob("checkpoint-*"), key=lambda p: int(p.name.split("-")[1]))
     assert [p.name for p in last] == ["checkpoint-2", "checkpoint-3"]
-    shutil.rmtree(last[-1])  # as if the run had stopped after step 2's checkpoint
+    shutil.rmtree(last[-1])  # as if the run had been killed after step 2's checkpoint
+    run = RunDir(resumed)
+    run.mark_running("sft", run.manifest()["stages"]["sft"]["fingerprint"])
     cfg = load_config(resumed / "config.yaml")
-    run_pipeline(resumed, cfg, stages=["sft"], force=["sft"])
+    run_pipeline(resumed, cfg, stages=["sft"])  # not --force: that starts afresh
     metrics = json.loads((resumed / "sft" / "metrics.json").read_text())
     assert metrics["resumed_from"] == "checkpoint-2" and metrics["steps"] == 3
     assert [v for _, v in losses(resumed, "sft")["train"]] == pytest.approx(
