@@ -13,8 +13,10 @@ above, which all see the examples in file order). The compute floor is the token
 the step's matmul FLOPs (≈ 6 × parameters per token for a full fine-tune, the forward and backward of
 every weight) would take exactly the machine's measured fp32 matmul throughput (:func:`matmul_flops`).
 
-Examples: ``runs/midtrain-beauty/midtrain/examples/train.parquet`` when present (written by
-benchmarks/midtrain_beauty.py), else synthetic SID prompts. Every path sees the same examples, each
+Examples (``--examples``): mid-training examples (``runs/midtrain-beauty/midtrain/examples/train.parquet``
+when present, written by benchmarks/midtrain_beauty.py), or a run's ``traces/accepted.jsonl`` for the
+trace SFT's examples (long prompts, short answers; the weighted loss's per-token reweighting, one
+multiply, is left out), else synthetic SID prompts. Every path sees the same examples, each
 once; the first step of each is a warm-up and is not timed. Tokens = non-padding tokens.
 """
 
@@ -29,7 +31,12 @@ import pandas as pd
 import torch
 
 
-def examples(n: int, path: Path) -> pd.DataFrame:
+def examples(n: int, path: Path, model: str = "smollm2-135m") -> pd.DataFrame:
+    """``n`` prompt/completion examples: mid-training examples (a ``.parquet``), SFT examples from a
+    run's ``traces/accepted.jsonl`` (the chat-templated prompt and the answer with its end of turn,
+    as the trace SFT tokenises them), else synthetic sequential-task prompts."""
+    if path.suffix == ".jsonl" and path.exists():
+        return trace_examples(n, path, model)
     if path.exists():
         df = pd.read_parquet(path)
         return df.iloc[:n].reset_index(drop=True)
@@ -42,6 +49,20 @@ def examples(n: int, path: Path) -> pd.DataFrame:
         codes = torch.randint(0, 256, (9, 4), generator=g).tolist()
         rows.append(("sequential", sequential_prompt([render_sid(c, wrap=True) for c in codes[:-1]]),
                      render_sid(codes[-1], wrap=True)))
+    return pd.DataFrame(rows, columns=["task", "prompt", "completion"])
+
+
+def trace_examples(n: int, path: Path, model: str) -> pd.DataFrame:
+    from transformers import AutoTokenizer
+
+    from gr2.llm.registry import resolve
+    from gr2.prompts.chat import apply_chat_template, end_of_turn
+
+    tok = AutoTokenizer.from_pretrained(str(resolve(model)))
+    eot = end_of_turn(tok)
+    lines = [json.loads(x) for x in path.read_text(encoding="utf-8").splitlines()[:n] if x.strip()]
+    rows = [("sft", apply_chat_template(tok, ex["messages"], add_generation_prompt=True, fallback="chatml"),
+             ex["completion"] + eot) for ex in lines]
     return pd.DataFrame(rows, columns=["task", "prompt", "completion"])
 
 
@@ -167,7 +188,7 @@ def main() -> None:
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
-    df = examples(args.steps * args.batch_size, Path(args.examples))
+    df = examples(args.steps * args.batch_size, Path(args.examples), args.model)
     flops = matmul_flops(args.threads)
     params = sum(p.numel() for p in fresh_model(args.model, False)[0].parameters())
     floor = flops / (6 * params)
@@ -178,7 +199,7 @@ def main() -> None:
             times, tokens = bench_bare(df, args.steps, args.batch_size, args.lr, args.max_seq_len, args.model, args.lora)
         else:
             # grouping needs a pool of examples to group (transformers: mega-batches of up to 50 batches)
-            pool = examples(args.steps * args.batch_size * 8, Path(args.examples)) if name == "trl-grouped" else df
+            pool = examples(args.steps * args.batch_size * 8, Path(args.examples), args.model) if name == "trl-grouped" else df
             times, tokens = bench_trl(pool, args.steps, args.batch_size, args.lr, args.max_seq_len,
                                       Path(args.out) / name, args.model, args.lora, compact=name != "trl-full-head",
                                       grouped=name == "trl-grouped")
