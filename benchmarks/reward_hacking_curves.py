@@ -134,8 +134,8 @@ def train_with_callback(model: Any, tok: Any, rows: list[dict[str, Any]], cfg: A
                         callback: Any | None) -> None:
     """``train_rl`` as the ``rl`` stage runs it; ``callback`` is added to the trainer it builds
     (``DAPOTrainer.__init__`` wrapped for the call only: ``train_rl`` takes no callbacks)."""
-    from gr2.rl.dapo import DAPOTrainer
     from gr2.rl.stage import train_rl
+    from gr2.training.dapo import DAPOTrainer
 
     if callback is None:
         train_rl(model, tok, rows, cfg, out)

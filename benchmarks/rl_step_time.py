@@ -130,7 +130,7 @@ def _timed(method: Any, timer: StepTimer, part: str) -> Any:
 def instrumented(timer: StepTimer) -> Iterator[None]:
     """Wrap ``DAPOTrainer`` so that every instance built inside the block times its generation
     and reward calls into ``timer`` and carries the step-bracketing callback; restored after."""
-    from gr2.rl.dapo import DAPOTrainer
+    from gr2.training.dapo import DAPOTrainer
 
     cls = DAPOTrainer
     saved = {name: cls.__dict__.get(name) for name in ("_generate", "_calculate_rewards", "__init__")}

@@ -26,6 +26,7 @@ from gr2.candidates.config import CandidatesConfig
 from gr2.checks import ConfigError
 from gr2.data.config import DataConfig
 from gr2.eval.config import EvalConfig
+from gr2.fingerprints import without_neutral
 from gr2.midtrain.config import MidtrainConfig
 from gr2.rating.config import RatingConfig
 from gr2.rl.config import RLConfig
@@ -68,30 +69,10 @@ class RunConfig:
 
     def fingerprint(self, *sections: str) -> str:
         """Short hash of the named sections: a stage is stale when its sections changed. Fields of
-        :data:`NEUTRAL_FIELDS` at their neutral value are left out, so adding such a field does not
+        :data:`gr2.fingerprints.NEUTRAL_FIELDS` at their neutral value are left out, so adding such a field does not
         make the stages of finished runs look stale."""
-        payload = {name: _without_neutral(dataclasses.asdict(getattr(self, name))) for name in sections}
+        payload = {name: without_neutral(dataclasses.asdict(getattr(self, name))) for name in sections}
         return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:16]
-
-
-def _without_neutral(section: dict[str, Any]) -> dict[str, Any]:
-    """``section`` without the :data:`NEUTRAL_FIELDS` at their neutral value, in nested settings too
-    (``rl.prompt.reasoning_format``)."""
-    return {k: _without_neutral(v) if isinstance(v, dict) else v for k, v in section.items()
-            if not (k in NEUTRAL_FIELDS and v == NEUTRAL_FIELDS[k])}
-
-
-#: Fields added after runs were made with the behaviour their value keeps (``name: value``, in any
-#: section or nested setting): a stage's fingerprint leaves them out at that value. A new field whose
-#: default changes what a stage does must not be listed: finished runs then re-run that stage, as they should.
-NEUTRAL_FIELDS: dict[str, Any] = {
-    "group_by_length": False,  # training batches as before (random)
-    "compact_lm_head": True,  # the same log-probabilities as TRL's every-position path (tests/training)
-    "base_urls": [],  # traces: one server, ``base_url``, as before
-    "max_examples": None,  # sft: every accepted trace, as before
-    "reasoning_format": "free",  # prompts (traces, rl): the free-text explanation, as before
-    "engine": "pandas",  # data: the in-memory path, as before (duckdb writes the same files)
-}
 
 
 def profile_path(name: str) -> Path:

@@ -79,7 +79,7 @@ def discard_checkpoints(run: RunDir, stage: Stage, fp: str, force: bool) -> list
         return []
     gone = [run.path / rel for rel in stage.checkpoints if (run.path / rel).exists()]
     for path in gone:
-        log.info("stage %s: %s is from another config, deleted", stage.name, path)
+        log.info("stage %s: %s deleted (%s)", stage.name, path, "forced re-run" if force else "another config")
         remove_path(path)
     return gone
 

@@ -24,7 +24,7 @@ STAGE_PACKAGES = {"sid", "candidates", "midtrain", "traces", "sft", "rl", "eval"
 #: The run's dataset (the first stage; every stage reads its split), above the libraries.
 FOUNDATION = {"data"}
 #: What the stages are built from; they import no stage and nothing above them.
-LIBRARIES = {"checks", "runs", "reuse", "_lazy", "lists", "training", "metrics", "llm", "prompts", "rerank",
+LIBRARIES = {"checks", "fingerprints", "runs", "reuse", "_lazy", "lists", "training", "metrics", "llm", "prompts", "rerank",
              "prerank"}
 #: What composes the stages: configuration, the pipeline, report, serving, command line.
 TOP = {"gr2", "config", "stages", "pipeline", "report", "variants", "serve", "cli"}

@@ -112,7 +112,7 @@ def test_fingerprint_changes_with_the_section_only():
 
 
 #: The default config's stage fingerprints. A new field changes them, and so makes every finished run's
-#: stages look stale: list the field in gr2.config.NEUTRAL_FIELDS when its default keeps what runs did,
+#: stages look stale: list the field in gr2.fingerprints.NEUTRAL_FIELDS when its default keeps what runs did,
 #: else update these (and say in the commit that finished runs re-run those stages).
 DEFAULT_FINGERPRINTS = {"data": "491cfc28373756ed", "sid": "4f89a36054922027", "candidates": "9d99723f8ed1bb8d",
                         "midtrain": "8e1ab0066da31899", "traces": "f3def244bfe1ca14", "sft": "b166ed4fc9d2dc1e",
@@ -131,7 +131,7 @@ def test_new_fields_do_not_make_finished_runs_stale():
 
 
 def test_the_new_neutral_fields_count_away_from_their_value_even_when_nested():
-    from gr2.config import NEUTRAL_FIELDS
+    from gr2.fingerprints import NEUTRAL_FIELDS
     from gr2.pipeline import fingerprint
     from gr2.stages import get_stage
 

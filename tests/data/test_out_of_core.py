@@ -12,10 +12,11 @@ import pytest
 from conftest import write_generic
 
 from gr2.checks import ConfigError
-from gr2.config import NEUTRAL_FIELDS, load_config
+from gr2.config import load_config
 from gr2.data.config import DataConfig
 from gr2.data.loaders import DataFormatError
 from gr2.data.stage import run_data
+from gr2.fingerprints import NEUTRAL_FIELDS
 from gr2.runs import RunDir
 
 duckdb = pytest.importorskip("duckdb")

@@ -7,7 +7,7 @@ import zlib
 
 import pytest
 
-from gr2.rl.dapo import dynamic_sample, informative_groups
+from gr2.training.dapo import dynamic_sample, informative_groups
 
 NAN = math.nan
 
@@ -60,8 +60,7 @@ def _trainer(tmp_path, reward_func, prompts, max_rounds=4, **kw):
     from datasets import Dataset
 
     from gr2.rl.config import RLConfig
-    from gr2.rl.dapo import DAPOTrainer
-    from gr2.training.dapo import grpo_args
+    from gr2.training.dapo import DAPOTrainer, grpo_args
 
     from .conftest import make_model, make_tokenizer
 
@@ -139,7 +138,7 @@ def _trainer_batch_scaled(tmp_path):
     from datasets import Dataset
     from trl import GRPOConfig
 
-    from gr2.rl.dapo import DAPOTrainer
+    from gr2.training.dapo import DAPOTrainer
 
     from .conftest import make_model, make_tokenizer
 

@@ -184,7 +184,7 @@ class _Stage:
                 filtering["removed_user_sample"] = self.delete("uid NOT IN (SELECT uid FROM sampled_users)")
                 self.con.unregister("sampled_users")
         used = self.sql("SELECT DISTINCT iid FROM inter ORDER BY iid").fetchnumpy()["iid"].astype(np.int64)
-        items = self.items[np.isin(np.arange(len(self.items)), used)].reset_index(drop=True)
+        items = self.items.iloc[used].reset_index(drop=True)  # used: sorted, unique row numbers
         filtering["removed_items_without_interactions"] = len(self.items) - len(items)
         items.insert(0, "item_id", np.arange(len(items), dtype=np.int64))
         self.con.register("used_items", pa.table({"iid": used.astype(np.int32),

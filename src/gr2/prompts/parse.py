@@ -53,6 +53,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from gr2.prompts.sids import SID_BEGIN, SID_END
 from gr2.prompts.think import STEP_STATUSES, parse_steps
 
 __all__ = [
@@ -73,8 +74,6 @@ ReasoningFormat = Literal["free", "think"]
 #: How the explanation is written: free text, or the three tagged steps of :mod:`gr2.prompts.think`.
 REASONING_FORMATS: tuple[str, ...] = ("free", "think")
 
-_SID_BEGIN = "<|sid_begin|>"
-_SID_END = "<|sid_end|>"
 _TOKEN = re.compile(r"<s_([a-z])_(\d+)>")
 # SID tokens with optional whitespace between them.
 _SID_RUN = re.compile(r"<s_[a-z]_\d+>(?:\s*<s_[a-z]_\d+>)*")
@@ -127,7 +126,7 @@ class ParseResult:
 
 def canonical_sid(text: str) -> str:
     """An SID string without wrappers or whitespace (the form candidates are compared in)."""
-    return "".join(str(text).replace(_SID_BEGIN, "").replace(_SID_END, "").split())
+    return "".join(str(text).replace(SID_BEGIN, "").replace(SID_END, "").split())
 
 
 def _split_sids(text: str) -> list[str]:

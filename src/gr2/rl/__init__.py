@@ -5,7 +5,7 @@ eagerly; every other name is loaded on first use from its submodule:
 
 * :mod:`gr2.rl.config` — ``RLConfig``;
 * :mod:`gr2.rl.ablation` — ``expected_rewards``, ``markdown_table`` (pure);
-* :mod:`gr2.rl.dapo` — ``RerankReward``, ``DAPOTrainer``, ``dynamic_sample`` (import torch and TRL);
+* :mod:`gr2.rl.dapo` — ``RerankReward`` (the trainer itself is :mod:`gr2.training.dapo`);
 * :mod:`gr2.rl.stage` — ``run_rl``, ``train_rl``.
 """
 
@@ -32,9 +32,7 @@ _LAZY = {
     "RLConfig": "config",
     "expected_rewards": "ablation",
     "markdown_table": "ablation",
-    "DAPOTrainer": "dapo",
     "RerankReward": "dapo",
-    "dynamic_sample": "dapo",
     "run_rl": "stage",
     "train_rl": "stage",
 }

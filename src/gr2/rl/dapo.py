@@ -35,14 +35,8 @@ from gr2.rl.rewards import (
     identity_copy,
     soft_overlong_penalty,
 )
-from gr2.training.dapo import (  # the trainer, for the rl stage and its tests
-    DAPOTrainer,
-    DynamicSample,
-    dynamic_sample,
-    informative_groups,
-)
 
-__all__ = ["DAPOTrainer", "DynamicSample", "RerankReward", "Scored", "dynamic_sample", "informative_groups"]
+__all__ = ["RerankReward", "Scored"]
 
 
 # --------------------------------------------------------------------------- reward adapter

@@ -10,7 +10,7 @@ Reads ``candidates/{split}.parquet`` (for each ``split``), ``data/items.parquet`
   ``learning_rate``, …) and ours (``rl/valid_rate``, ``rl/format_rate``, ``rl/copy_shown_rate``,
   ``rl/copy_prerank_rate``, ``rl/task_reward``, ``rl/overlong_penalty`` from
   :class:`gr2.rl.dapo.RerankReward`; ``dapo/zero_std_frac``, ``dapo/resample_rounds``,
-  ``dapo/kept_frac``, ``dapo/filled``, ``dapo/kept_reward`` from :class:`gr2.rl.dapo.DAPOTrainer`);
+  ``dapo/kept_frac``, ``dapo/filled``, ``dapo/kept_reward`` from :class:`gr2.training.dapo.DAPOTrainer`);
 * ``tb/`` — the same scalars for TensorBoard;
 * ``checkpoints/checkpoint-N`` — every ``save_steps``; a re-run resumes from the latest one (log
   lines after it are dropped first), deleted at the end unless ``keep_checkpoints``;
@@ -132,8 +132,8 @@ def train_rl(model: Any, tokenizer: Any, rows: Sequence[Mapping[str, Any]], cfg:
     ``resumed_from``, ``global_step``, ``train_loss``, ``seconds``."""
     from datasets import Dataset
 
-    from gr2.rl.dapo import DAPOTrainer, RerankReward
-    from gr2.training.dapo import grpo_args
+    from gr2.rl.dapo import RerankReward
+    from gr2.training.dapo import DAPOTrainer, grpo_args
     from gr2.training.dist import is_main
     from gr2.training.loop import (
         latest_checkpoint,

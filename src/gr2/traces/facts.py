@@ -254,5 +254,6 @@ def newest_position_lists(lists: pd.DataFrame, split: Split) -> pd.DataFrame:
     ``position`` column are all kept (one list per user)."""
     if "position" not in lists:
         return lists
-    newest = np.array([len(split.train[u]) - 1 for u in lists["user_id"]], dtype=np.int64)
+    # the last training position: len(split.train[u]) - 1, without building every training sequence
+    newest = np.array([max(len(split.sequences[u]) - 2, 0) - 1 for u in lists["user_id"]], dtype=np.int64)
     return lists[lists["position"].to_numpy() == newest].reset_index(drop=True)

@@ -35,6 +35,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from gr2.fingerprints import without_neutral
 from gr2.llm.generate import GenerationParams
 from gr2.prompts.parse import ParseResult
 from gr2.prompts.render import (
@@ -112,9 +113,10 @@ def sampling_key(cfg: TracesConfig, teacher_name: str) -> str:
     """Hash of what decides a sample: records made under another key must not be mixed in.
 
     ``attempts``, ``n_examples`` and batching are left out, so raising them extends a finished run;
-    ``prompt.reasoning_format`` at its default (``free``) too, so stores made before it existed still match.
+    so are prompt fields added later at their neutral value (:data:`gr2.fingerprints.NEUTRAL_FIELDS`,
+    e.g. ``reasoning_format: free``), so stores made before they existed still match.
     """
-    prompt = {k: v for k, v in dataclasses.asdict(cfg.prompt).items() if (k, v) != ("reasoning_format", "free")}
+    prompt = without_neutral(dataclasses.asdict(cfg.prompt))
     payload = {
         "teacher": teacher_name, "mode": cfg.mode, "accept": cfg.accept, "temperature": cfg.temperature,
         "top_p": cfg.top_p, "max_new_tokens": cfg.max_new_tokens, "seed": cfg.seed,

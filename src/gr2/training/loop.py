@@ -177,12 +177,7 @@ def run_phase(model: Any, tokenizer: Any, train: pd.DataFrame | Dataset, args: A
     with compact_lm_head(compact_head):
         result, seconds = timed_train(trainer, ckpt)
     writer.close()
-    model = trainer.model
-    if save_dir is not None:
-        from gr2.training.dist import save_model
-
-        model = model.merge_and_unload() if peft_config is not None else model
-        save_model(model, tokenizer, save_dir, trainer)
+    model = trainer.model if save_dir is None else save_trained(trainer, peft_config is not None, tokenizer, save_dir)
     info = {
         **train_info(trainer, ckpt, result, seconds),
         "tokens": int(getattr(trainer, "_total_train_tokens", 0)),  # TRL's running count (not checkpointed)
@@ -214,9 +209,15 @@ def train_and_save(trainer: Any, checkpoint: Path | None, lora: bool, tokenizer:
     """:func:`timed_train`, then the trained model — LoRA merged when ``lora`` — saved to ``model_dir``
     (by the main process: :func:`gr2.training.dist.save_model`); returns ``(model, train output,
     seconds of training)``."""
+    result, seconds = timed_train(trainer, checkpoint)
+    return save_trained(trainer, lora, tokenizer, model_dir), result, seconds
+
+
+def save_trained(trainer: Any, lora: bool, tokenizer: Any, model_dir: Path) -> Any:
+    """The trainer's model — LoRA merged when ``lora`` — saved with ``tokenizer`` to ``model_dir`` by
+    the main process (:func:`gr2.training.dist.save_model`); returns it."""
     from gr2.training.dist import save_model
 
-    result, seconds = timed_train(trainer, checkpoint)
     model = trainer.model.merge_and_unload() if lora else trainer.model
     save_model(model, tokenizer, model_dir, trainer)
-    return model, result, seconds
+    return model
