@@ -276,9 +276,10 @@ def model_source(run: RunDir | None, model: str) -> str:
     return str(owner.file(stage, "model/config.json").parent)
 
 
-def save_model(model: Any, tokenizer: Any, path: Path) -> None:
+def save_model(model: Any, tokenizer: Any, path: Path, state_dict: Any = None) -> None:
     """``save_pretrained`` of a model and its tokenizer into ``path``, atomically (a crash leaves no
-    half-written model folder that a later stage would take for finished)."""
+    half-written model folder that a later stage would take for finished); ``state_dict``: the weights
+    to write instead of the model's own (gathered from sharded processes)."""
     with atomic_path(Path(path)) as tmp:
-        model.save_pretrained(tmp)
+        model.save_pretrained(tmp, state_dict=state_dict)
         tokenizer.save_pretrained(tmp)

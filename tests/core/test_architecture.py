@@ -143,4 +143,4 @@ def test_the_graph_sees_function_level_imports_and_stage_names():
     g = import_graph()
     assert "gr2.data.stage" in g["gr2.pipeline"], "the stage table's strings are edges"
     assert cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c"]]
-    assert "gr2.training.setup" in g["gr2.rl.stage"], "imports inside train_rl are seen"
+    assert "gr2.training.dapo" in g["gr2.rl.stage"], "imports inside train_rl are seen"

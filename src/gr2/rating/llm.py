@@ -41,27 +41,8 @@ def train_rl(model: Any, tokenizer: Any, rows: Sequence[Mapping[str, Any]], cfg:
     ``out_dir/{tb/, checkpoints/, model/}`` and resumes from the latest checkpoint. Returns
     ``(trained model, info)``: ``global_step``, ``train_loss``, ``seconds``, ``device``, ``log``
     (TRL's per-step logs: reward, its std, ``rating/*`` rates, ``dapo/*``)."""
-    from datasets import Dataset
+    from gr2.training.dapo import train_dapo
 
-    from gr2.training.dapo import DAPOTrainer, grpo_args
-    from gr2.training.loop import (
-        latest_checkpoint,
-        tensorboard,
-        train_and_save,
-        train_info,
-    )
-    from gr2.training.setup import lora_config, start_training
-
-    device = start_training(cfg, model)
-    tb_callback, writer = tensorboard(out_dir / "tb")
-    trainer = DAPOTrainer(
-        model=model, reward_funcs=[RatingReward(cfg.format_reward, cfg.invalid_reward)],
-        args=grpo_args(cfg, out_dir / "checkpoints", device), train_dataset=Dataset.from_list([dict(r) for r in rows]),
-        processing_class=tokenizer, peft_config=lora_config(cfg) if cfg.lora else None, callbacks=[tb_callback],
-        dynamic_sampling=cfg.dynamic_sampling, max_resample_rounds=cfg.max_resample_rounds,
-    )
-    ckpt = latest_checkpoint(out_dir / "checkpoints")
-    model, result, seconds = train_and_save(trainer, ckpt, cfg.lora, tokenizer, out_dir / "model")
-    writer.close()
-    steps = [h for h in trainer.state.log_history if "reward" in h]
-    return model, {**train_info(trainer, ckpt, result, seconds, digits=6), "device": device, "log": steps}
+    model, trainer, info = train_dapo(model, tokenizer, rows, cfg, out_dir,
+                                      RatingReward(cfg.format_reward, cfg.invalid_reward))
+    return model, {**info, "log": [h for h in trainer.state.log_history if "reward" in h]}

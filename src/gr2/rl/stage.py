@@ -130,45 +130,26 @@ def train_rl(model: Any, tokenizer: Any, rows: Sequence[Mapping[str, Any]], cfg:
     ``candidate_labels``; see :func:`prompt_rows`). Writes ``out_dir/{log.jsonl, tb/, checkpoints/, model/}`` and resumes
     from the latest checkpoint in ``out_dir/checkpoints``. Returns ``(trained model, info)``; info has
     ``resumed_from``, ``global_step``, ``train_loss``, ``seconds``."""
-    from datasets import Dataset
-
     from gr2.rl.dapo import RerankReward
-    from gr2.training.dapo import DAPOTrainer, grpo_args
+    from gr2.training.dapo import train_dapo
     from gr2.training.dist import is_main
-    from gr2.training.loop import (
-        latest_checkpoint,
-        tensorboard,
-        train_and_save,
-        train_info,
-    )
-    from gr2.training.setup import lora_config, start_training
 
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    device = start_training(cfg, model)
-    peft_config = lora_config(cfg) if cfg.lora else None
+    log_path = Path(out_dir) / "log.jsonl"
     reward = RerankReward(cfg.reward, alpha=cfg.alpha, invalid=cfg.invalid_reward, reasoning=cfg.reasoning,
                           max_completion_length=cfg.max_completion_length, overlong_buffer=cfg.overlong_buffer,
                           reasoning_format=cfg.prompt.reasoning_format)
-    tb_callback, writer = tensorboard(out_dir / "tb")
-    log_path = out_dir / "log.jsonl"
-    trainer = DAPOTrainer(
-        model=model, reward_funcs=[reward], args=grpo_args(cfg, out_dir / "checkpoints", device),
-        train_dataset=Dataset.from_list([dict(r) for r in rows]), processing_class=tokenizer,
-        peft_config=peft_config, callbacks=[tb_callback, _jsonl_logger(log_path)],
-        dynamic_sampling=cfg.dynamic_sampling, max_resample_rounds=cfg.max_resample_rounds,
-        constraint=rollout_constraint(tokenizer, cfg),
-    )
-    ckpt = latest_checkpoint(out_dir / "checkpoints")
-    if ckpt is not None:
-        log.info("rl: resuming from %s", ckpt)
-        if is_main():
+
+    def keep_log_to(ckpt: Path | None) -> None:
+        if not is_main():
+            return
+        if ckpt is not None:
             _truncate_log(log_path, json.loads((ckpt / "trainer_state.json").read_text())["global_step"])
-    elif is_main() and log_path.exists():
-        log_path.unlink()  # a fresh start: an old log would be misread as this run's
-    model, result, seconds = train_and_save(trainer, ckpt, cfg.lora, tokenizer, out_dir / "model")
-    writer.close()
-    return model, {**train_info(trainer, ckpt, result, seconds, digits=6), "device": device}
+        elif log_path.exists():
+            log_path.unlink()  # a fresh start: an old log would be misread as this run's
+
+    model, _, info = train_dapo(model, tokenizer, rows, cfg, out_dir, reward, [_jsonl_logger(log_path)],
+                                rollout_constraint(tokenizer, cfg), keep_log_to)
+    return model, info
 
 
 def summarize_log(lines: Sequence[Mapping[str, Any]]) -> dict[str, Any]:

@@ -131,6 +131,47 @@ def grpo_args(cfg: DAPOFields, output_dir: Path, device: str) -> Any:
     )
 
 
+def train_dapo(model: Any, tokenizer: Any, rows: Sequence[Mapping[str, Any]], cfg: DAPOFields, out_dir: Path,
+               reward: Any, callbacks: Sequence[Any] = (), constraint: RankingConstraint | None = None,
+               before_train: Callable[[Path | None], None] | None = None) -> tuple[Any, Any, dict[str, Any]]:
+    """DAPO of ``model`` on ``rows`` (dicts with a ``prompt`` text and the columns ``reward`` reads) with
+    ``reward`` (a TRL ``reward_funcs`` callable): set-up (:func:`gr2.training.setup.start_training`),
+    TensorBoard under ``out_dir/tb``, checkpoints under ``out_dir/checkpoints`` (resumed from the
+    latest), the trained model saved to ``out_dir/model`` (LoRA merged). ``callbacks`` join
+    TensorBoard's; ``constraint``: rollouts sampled through it; ``before_train(checkpoint)`` runs once
+    the checkpoint to resume from (or ``None``) is known. Returns ``(model, trainer, info)``; info has
+    ``resumed_from``, ``global_step``, ``train_loss``, ``seconds`` and ``device``. Shared by the
+    ``rl`` and ``rating`` stages."""
+    from datasets import Dataset
+
+    from gr2.training.loop import (
+        latest_checkpoint,
+        tensorboard,
+        train_and_save,
+        train_info,
+    )
+    from gr2.training.setup import lora_config, start_training
+
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    device = start_training(cfg, model)
+    tb_callback, writer = tensorboard(out_dir / "tb")
+    trainer = DAPOTrainer(
+        model=model, reward_funcs=[reward], args=grpo_args(cfg, out_dir / "checkpoints", device),
+        train_dataset=Dataset.from_list([dict(r) for r in rows]), processing_class=tokenizer,
+        peft_config=lora_config(cfg) if cfg.lora else None, callbacks=[tb_callback, *callbacks],
+        dynamic_sampling=cfg.dynamic_sampling, max_resample_rounds=cfg.max_resample_rounds, constraint=constraint,
+    )
+    ckpt = latest_checkpoint(out_dir / "checkpoints")
+    if ckpt is not None:
+        log.info("DAPO: resuming from %s", ckpt)
+    if before_train is not None:
+        before_train(ckpt)
+    model, result, seconds = train_and_save(trainer, ckpt, cfg.lora, tokenizer, out_dir / "model")
+    writer.close()
+    return model, trainer, {**train_info(trainer, ckpt, result, seconds, digits=6), "device": device}
+
+
 # --------------------------------------------------------------------------- dynamic sampling (pure)
 def informative_groups(rewards: Sequence[float], group_size: int, atol: float = ZERO_STD_ATOL) -> list[bool]:
     """Per group of ``group_size`` consecutive rewards: ``True`` iff its finite rewards are not all

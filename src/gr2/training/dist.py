@@ -158,7 +158,6 @@ def save_model(model: Any, tokenizer: Any, path: Path, trainer: Any = None) -> N
     """:func:`gr2.runs.save_model` (atomic ``save_pretrained`` of the model and its tokenizer) on the
     main process, then :func:`barrier`. Called by every process: with sharded weights (FSDP, ZeRO-3;
     ``trainer`` given) the full state dict is first gathered from all of them."""
-    from gr2.runs import atomic_path
     from gr2.runs import save_model as save
 
     state_dict = None
@@ -166,10 +165,5 @@ def save_model(model: Any, tokenizer: Any, path: Path, trainer: Any = None) -> N
         state_dict = trainer.accelerator.get_state_dict(trainer.model_wrapped)  # collective
         model = trainer.accelerator.unwrap_model(model)
     if is_main():
-        if state_dict is None:
-            save(model, tokenizer, Path(path))
-        else:
-            with atomic_path(Path(path)) as tmp:
-                model.save_pretrained(tmp, state_dict=state_dict)
-                tokenizer.save_pretrained(tmp)
+        save(model, tokenizer, Path(path), state_dict)
     barrier()
