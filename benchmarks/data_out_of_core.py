@@ -3,8 +3,9 @@
 Writes a generic-format folder: ``interactions.parquet/`` (a folder of Parquet parts: ``user_id``,
 ``item_id``, ``timestamp``, all int64) and ``items.parquet``, then runs
 ``gr2 run --stages data --set data.engine=duckdb`` on it in a child process and records its wall time
-and peak memory (RSS of the child and all its descendants, sampled every 0.2 s; the kernel's
-``ru_maxrss`` of the largest child as a cross-check). ``--pandas`` also runs the in-memory engine on
+and peak memory (RSS of the child and all its descendants, sampled every 0.2 s; as a cross-check the
+kernel's ``ru_maxrss`` of that run alone: its largest process, from ``wait4`` on the child, so the
+engine run second does not report the first one's peak). ``--pandas`` also runs the in-memory engine on
 the same folder (small sizes only) and checks that both wrote the same files, byte for byte.
 
 The log: item popularity is a power law (Zipf, exponent ``--zipf`` over a shuffled catalogue, so the
@@ -26,7 +27,6 @@ import argparse
 import json
 import os
 import platform
-import resource
 import shutil
 import subprocess
 import sys
@@ -105,7 +105,11 @@ def tree_rss(proc) -> int:
     import psutil
 
     total = 0
-    for p in [proc, *proc.children(recursive=True)]:
+    try:
+        tree = [proc, *proc.children(recursive=True)]
+    except psutil.Error:  # the child has just exited
+        return total
+    for p in tree:
         try:
             total += p.memory_info().rss
         except psutil.Error:
@@ -114,7 +118,8 @@ def tree_rss(proc) -> int:
 
 
 def measure(cmd: list[str], env: dict, log_path: Path) -> dict:
-    """Run ``cmd``; wall time, peak RSS of its process tree and peak growth of the disk's used bytes."""
+    """Run ``cmd``; wall time, peak RSS of its process tree (sampled; and the kernel's ``ru_maxrss`` of this
+    child and its descendants alone) and peak growth of the disk's used bytes."""
     import psutil
 
     disk0 = shutil.disk_usage(log_path.parent).used
@@ -133,12 +138,14 @@ def measure(cmd: list[str], env: dict, log_path: Path) -> dict:
 
         sampler = threading.Thread(target=sample, daemon=True)
         sampler.start()
-        rc = child.wait()
+        # wait4: this child's own rusage (RUSAGE_CHILDREN would be the max over every child so far)
+        _, status, usage = os.wait4(child.pid, 0)
+        rc = child.returncode = os.waitstatus_to_exitcode(status)
         done.set()
         sampler.join()
     wall = time.perf_counter() - started
     return {"rc": rc, "wall_seconds": round(wall, 1), "peak_rss_tree_gb": round(peak["rss"] / 1024**3, 2),
-            "ru_maxrss_children_gb": round(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024**2, 2),
+            "ru_maxrss_gb": round(usage.ru_maxrss / 1024**2, 2),  # Linux: KiB
             "peak_disk_growth_gb": round(peak["disk"] / 1024**3, 2)}
 
 

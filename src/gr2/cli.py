@@ -17,6 +17,7 @@ from gr2.llm.models_cli import add_models_parser
 from gr2.report.cli import add_report_parser
 from gr2.serve.cli import add_serve_parser
 from gr2.slates.cli import add_slates_parser
+from gr2.stages import TASKS
 from gr2.variants import VARIANTS, run_variants
 
 DESCRIPTIONS = {
@@ -43,7 +44,7 @@ def _add_config_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--config", type=Path, help="YAML config file (any stage's fields)")
     p.add_argument("--profile", help="bundled profile: quick (~16 min on 2 CPU cores), medium (45-65 min), gpu (one GPU, the LLM stages at real budgets), full or tiny (ignored with --config)")
     p.add_argument("--dataset", help="beauty, ml-1m, ml-100k or a folder in the generic format")
-    p.add_argument("--task", choices=["rerank", "rating"],
+    p.add_argument("--task", choices=list(TASKS),
                    help="rerank (default): data → sid → … → eval; rating: data → rating, rating prediction on "
                         "explicit ratings (docs/rating.md)")
     p.add_argument("--slates", type=Path,

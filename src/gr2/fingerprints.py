@@ -24,4 +24,5 @@ NEUTRAL_FIELDS: dict[str, Any] = {
     "max_examples": None,  # sft: every accepted trace, as before
     "reasoning_format": "free",  # prompts (traces, rl): the free-text explanation, as before
     "engine": "pandas",  # data: the in-memory path, as before (duckdb writes the same files)
+    "seeded_rollouts": False,  # rl, rating: transformers' own sampler, as before
 }

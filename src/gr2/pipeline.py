@@ -7,10 +7,11 @@ promises); a stage whose config or any upstream stage changed is re-run, and so 
 downstream of it. ``run_pipeline(..., reuse=BASE)`` links the stages a finished run already made
 with the same fingerprints instead of recomputing them (:mod:`gr2.reuse`).
 
-Launched as several processes (``accelerate launch``, :mod:`gr2.training.dist`), the training stages
-(:data:`MULTI_PROCESS`) run in every process and the others on the main one while the rest wait; the
-main process alone writes the manifest, ``config.yaml``, links and the report, between barriers, so
-every process takes the same decisions from the same files.
+Launched as several processes (``accelerate launch``, :mod:`gr2.training.dist`), each stage runs as
+its :attr:`~gr2.stages.Stage.processes` says: the training stages in every process, the others on the
+main one while the rest wait, and a stage that trains in one process is refused. The main process alone
+writes the manifest, ``config.yaml``, links and the report, between barriers, so every process takes
+the same decisions from the same files.
 """
 
 from __future__ import annotations
@@ -45,10 +46,6 @@ def fingerprint(cfg: RunConfig, stage: Stage) -> str:
     collect(stage)
     return cfg.fingerprint(*sections)
 
-
-MULTI_PROCESS = ("midtrain", "sft", "rl")
-"""Stages that every process of a multi-process launch runs, each training its share of the batch;
-the other stages run on the main process alone (``rating`` is refused: it trains in one process)."""
 
 STALE = ".stale"
 """Suffix of an output set aside while its stage runs again (:func:`set_aside`)."""
@@ -97,8 +94,8 @@ def run_stage(run: RunDir, cfg: RunConfig, name: str, force: bool = False) -> di
     if not force and run.is_complete(name, fp):
         log.info("stage %s: complete, skipped", name)
         return None
-    if dist.is_distributed() and name == "rating":
-        raise ConfigError("the rating stage trains in one process: run it without `accelerate launch`")
+    if dist.is_distributed() and stage.processes == "one":
+        raise ConfigError(f"the {name} stage trains in one process: run it without `accelerate launch`")
     log.info("stage %s: running", name)
     dist.barrier()  # every process has read the manifest before the main one changes it
     if dist.is_main():
@@ -109,7 +106,7 @@ def run_stage(run: RunDir, cfg: RunConfig, name: str, force: bool = False) -> di
     dist.barrier()
     start = time.perf_counter()
     try:
-        if dist.is_main() or name in MULTI_PROCESS:
+        if dist.is_main() or stage.processes == "every":
             summary = stage.load()(run, getattr(cfg, stage.section)) or {}
         else:
             summary = {}  # the main process runs it; this one waits at the barrier below

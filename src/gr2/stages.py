@@ -1,5 +1,6 @@
-"""The pipeline's stages, declared: each stage's function, config section, the stages it reads and
-the files it promises (:data:`STAGES`, in order). :mod:`gr2.pipeline` runs them, and the run's report
+"""The pipeline's stages, declared: each stage's function, config section, the stages it reads (or
+the config field that picks them), the files it promises and the processes that run it under
+``accelerate launch`` (:data:`STAGES`, in order). :mod:`gr2.pipeline` runs them, and the run's report
 (:mod:`gr2.report`) orders its sections by them; neither imports the other's module for it.
 
 A stage's function is named as ``module:function`` and imported only when it runs, so ``gr2 --help``
@@ -11,13 +12,16 @@ from __future__ import annotations
 
 import dataclasses
 import importlib
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal, get_args
 
 if TYPE_CHECKING:
     from gr2.config import RunConfig
     from gr2.runs import RunDir
+
+Processes = Literal["main", "every", "one"]
+"""Which processes of a launch of several run a stage (:attr:`Stage.processes`)."""
 
 
 @dataclass(frozen=True)
@@ -42,11 +46,28 @@ class Stage:
     checkpoints: tuple[str, ...] = ()
     """What a re-run of the same config resumes from (training checkpoints, a finished warm-up):
     deleted when the stage starts with another config or is forced (:func:`gr2.pipeline.discard_checkpoints`)."""
+    upstream_by: tuple[str, Mapping[str, tuple[str, ...]]] | None = dataclasses.field(default=None, hash=False)
+    """``(field, {value: stages})``: the stages read picked by a config field (``section.name``)
+    instead of ``upstream``; a value not listed reads the ``"*"`` entry's stages (``upstream`` without
+    one). :func:`get_stage` applies it when given a config."""
+    processes: Processes = "main"
+    """Under a launch of several processes (``accelerate launch``, :mod:`gr2.training.dist`): ``main``
+    runs on the main process while the others wait; ``every`` runs in every process, each training its
+    share of the batch; ``one`` is refused (the stage trains in one process)."""
+
+    def __post_init__(self) -> None:
+        if self.processes not in get_args(Processes):
+            raise ValueError(f"stage {self.name!r}: processes={self.processes!r}")
 
     def load(self) -> Callable[[RunDir, Any], dict[str, Any]]:
         module, _, attr = self.function.partition(":")
         return getattr(importlib.import_module(module), attr)
 
+
+RL_WITHOUT_SFT: dict[str, tuple[str, ...]] = {"midtrain": ("midtrain", "candidates"), "*": ("sid", "candidates")}
+"""What the ``rl`` stage reads when ``rl.init`` is not ``sft``: the mid-trained model, or (any other
+model: a registry name, a folder) only the item SIDs and the candidate lists. Its fingerprint and its
+re-runs then do not depend on the traces and SFT stages."""
 
 STAGES: tuple[Stage, ...] = (
     Stage("data", "gr2.data.stage:run_data", "data", (),
@@ -58,27 +79,25 @@ STAGES: tuple[Stage, ...] = (
            "candidates/prerank.json")),
     Stage("midtrain", "gr2.midtrain.stage:run_midtrain", "midtrain", ("data", "sid"),
           ("midtrain/model/config.json", "midtrain/metrics.json"),
-          checkpoints=("midtrain/checkpoints", "midtrain/warmup_model", "midtrain/loss_before.json")),
+          checkpoints=("midtrain/checkpoints", "midtrain/warmup_model", "midtrain/loss_before.json"),
+          processes="every"),
     Stage("traces", "gr2.traces.stage:run_traces", "traces", ("data", "sid", "candidates"),
           ("traces/samples.jsonl", "traces/accepted.jsonl", "traces/stats.json"), resumes=("traces/samples.jsonl",)),
     Stage("sft", "gr2.sft.stage:run_sft", "sft", ("midtrain", "traces"),
-          ("sft/model/config.json", "sft/metrics.json"), checkpoints=("sft/checkpoints",)),
+          ("sft/model/config.json", "sft/metrics.json"), checkpoints=("sft/checkpoints",), processes="every"),
     Stage("rl", "gr2.rl.stage:run_rl", "rl", ("sft",),
           ("rl/model/config.json", "rl/metrics.json", "rl/log.jsonl"), resumes=("rl/log.jsonl",),
-          checkpoints=("rl/checkpoints",)),
+          checkpoints=("rl/checkpoints",), processes="every",
+          upstream_by=("rl.init", {"sft": ("sft",), **RL_WITHOUT_SFT})),  # RL without SFT (RecZero-style)
     Stage("eval", "gr2.eval.stage:run_eval", "eval", ("data", "candidates"),
           ("eval/results.json", "eval/results.md"), after=("midtrain", "sft", "rl")),
 )
-RL_WITHOUT_SFT: dict[str, tuple[str, ...]] = {"midtrain": ("midtrain", "candidates")}
-"""What the ``rl`` stage reads when ``rl.init`` is not ``sft``: the mid-trained model, or (any other
-model: a registry name, a folder) only the item SIDs and the candidate lists. Its fingerprint and its
-re-runs then do not depend on the traces and SFT stages."""
 STAGE_NAMES = tuple(s.name for s in STAGES)
 """The re-ranking pipeline's stages, in order (``task: rerank``)."""
 
 RATING = Stage("rating", "gr2.rating.stage:run_rating", "rating", ("data",),
                ("rating/results.json", "rating/results.md", "rating/model/config.json"),
-               checkpoints=("rating/checkpoints",))
+               checkpoints=("rating/checkpoints",), processes="one")
 """The rating-prediction task's own stage (docs/rating.md)."""
 
 TASKS: dict[str, tuple[str, ...]] = {"rerank": STAGE_NAMES, "rating": ("data", RATING.name)}
@@ -100,12 +119,16 @@ def task_stages(cfg: RunConfig) -> tuple[str, ...]:
 
 
 def get_stage(name: str, cfg: RunConfig | None = None) -> Stage:
-    """The stage called ``name``; the slates version of it when ``cfg`` reads slates."""
+    """The stage called ``name``; the slates version of it when ``cfg`` reads slates, and reading what
+    ``cfg`` picks when its upstream depends on the config (:attr:`Stage.upstream_by`)."""
     if cfg is not None and cfg.slates.path and name in SLATE_STAGES:
         return SLATE_STAGES[name]
     for stage in (*STAGES, RATING):
         if stage.name == name:
-            if name == "rl" and cfg is not None and cfg.rl.init != "sft":  # RL without SFT (RecZero-style)
-                return dataclasses.replace(stage, upstream=RL_WITHOUT_SFT.get(cfg.rl.init, ("sid", "candidates")))
-            return stage
+            if cfg is None or stage.upstream_by is None:
+                return stage
+            field, reads = stage.upstream_by
+            section, _, attr = field.partition(".")
+            upstream = reads.get(getattr(getattr(cfg, section), attr), reads.get("*", stage.upstream))
+            return stage if upstream == stage.upstream else dataclasses.replace(stage, upstream=upstream)
     raise KeyError(f"unknown stage {name!r}; stages: {', '.join((*STAGE_NAMES, RATING.name))}")

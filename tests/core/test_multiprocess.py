@@ -10,7 +10,8 @@ log folder, a manifest that says done with the reference's fingerprints), train 
 and reach the same losses and weights: each step trains on the same examples (transformers' sampler
 shuffles once, independently of the process count, and accelerate gives each process consecutive
 halves of the global batch) from the same initial weights, so the runs differ only in float32
-summation order (DDP averages two half-batch gradients instead of summing one batch). That moves a
+summation order (DDP averages two half-batch gradients instead of summing one batch; RL samples seeded
+rollouts, the same rows in either run). That moves a
 loss by ~1e-7 relative here, the weights by less than 1e-6; the test allows 1e-5. A wrong global batch
 (each process taking the whole ``batch_size``: measured by hand) moves the tiny run's losses by 2e-4 to
 5e-3 relative from the first step on, and different examples by as much as consecutive steps differ
@@ -46,7 +47,9 @@ TRAINING = ["midtrain", "sft", "rl"]
 #: Several logged steps, checkpoints kept (to resume from) and global batches that split over 2 processes.
 EXTRA = ["midtrain.warmup_steps=2", "midtrain.steps=4", "midtrain.logging_steps=1", "midtrain.n_examples=32",
          "sft.steps=3", "sft.batch_size=4", "sft.logging_steps=1", "sft.save_steps=1",
-         "sft.keep_checkpoints=true"]
+         "sft.keep_checkpoints=true", "rl.seeded_rollouts=true", "rl.steps=3",
+         # constrained reasoning-free rollouts: valid rankings whose rewards differ, so RL learns something
+         "rl.reasoning=false", "rl.constrained=true", "rl.max_completion_length=96", "rl.num_generations=4"]
 LOSS_RTOL = 1e-5
 WEIGHT_ATOL = 1e-5
 
@@ -146,11 +149,16 @@ def test_two_processes_train_like_one_with_the_same_global_batch(runs):
         ours, theirs = weights(two / stage / "model"), weights(one / stage / "model")
         worst = max(float((ours[k] - theirs[k]).abs().max()) for k in theirs)
         assert worst < WEIGHT_ATOL, (stage, worst)
-    # RL samples its rollouts with each process's own generator, so only the batch is compared: the
-    # same prompts a step (TRL's token count covers prompts and completions, gathered over processes)
-    rl = [[json.loads(line)["num_tokens"] for line in (r / "rl" / "log.jsonl").read_text().splitlines()]
-          for r in runs]
-    assert rl[0] == rl[1]
+    # RL with seeded rollouts (gr2.llm.seeded): every row samples the same completion in either run, so
+    # the same tokens (TRL's count covers prompts and completions, gathered over processes), rewards,
+    # losses and weights
+    want, got = ([json.loads(line) for line in (r / "rl" / "log.jsonl").read_text().splitlines()] for r in runs)
+    assert [h["num_tokens"] for h in got] == [h["num_tokens"] for h in want]
+    assert any(h["loss"] != 0 for h in want) and len({h["reward"] for h in want}) > 1, want  # RL has a signal
+    for key in ("reward", "loss"):
+        assert [h[key] for h in got] == pytest.approx([h[key] for h in want], rel=LOSS_RTOL, abs=1e-7), key
+    ours, theirs = weights(two / "rl" / "model"), weights(one / "rl" / "model")
+    assert max(float((ours[k] - theirs[k]).abs().max()) for k in theirs) < WEIGHT_ATOL
 
 
 def test_a_checkpoint_of_two_processes_resumes_in_one(runs, tmp_path):

@@ -153,3 +153,31 @@ def test_checkpoints_of_another_config_are_not_resumed(tmp_path):
     assert not (run.path / "sft" / "checkpoints").exists()
     ckpt.mkdir(parents=True)
     assert discard_checkpoints(run, sft, "fp-a", force=True) and not ckpt.exists(), "--force starts fresh"
+
+
+def test_the_processes_that_run_a_stage_are_declared_and_a_single_process_stage_is_refused(
+        tmp_path: Path, monkeypatch, capsys):
+    """Under ``accelerate launch``: the training stages run in every process, the rest on the main one;
+    ``rating`` trains in one process and is refused (by the pipeline and, exit code 2, the command line)."""
+    from gr2.checks import ConfigError
+    from gr2.pipeline import dist, run_stage
+    from gr2.runs import RunDir
+    from gr2.stages import RATING, SLATE_STAGES, STAGES, Stage
+
+    every = {s.name for s in (*STAGES, RATING, *SLATE_STAGES.values()) if s.processes == "every"}
+    one = {s.name for s in (*STAGES, RATING, *SLATE_STAGES.values()) if s.processes == "one"}
+    assert (every, one) == ({"midtrain", "sft", "rl"}, {"rating"})
+    with pytest.raises(ValueError, match="processes"):
+        Stage("x", "m:f", "x", (), (), processes="all")  # type: ignore[arg-type]
+
+    monkeypatch.setattr(dist, "is_distributed", lambda: True)  # the main process of several, no process group
+    monkeypatch.setattr(dist, "is_main", lambda: True)
+    monkeypatch.setattr(dist, "barrier", lambda: None)
+    monkeypatch.setattr(RunDir, "is_complete", lambda self, name, fp=None: name != "rating")
+    message = "the rating stage trains in one process: run it without `accelerate launch`"
+    cfg = load_config(None, base={"task": "rating"})
+    with pytest.raises(ConfigError) as refused:
+        run_stage(RunDir(tmp_path / "run"), cfg, "rating")
+    assert str(refused.value) == message
+    assert main(["rating", "--run-dir", str(tmp_path / "cli"), "--task", "rating", "--profile", "tiny"]) == 2
+    assert capsys.readouterr().err.strip() == f"gr2: error: {message}"

@@ -206,6 +206,21 @@ def test_an_upper_case_csv_suffix_still_counts_lines(tmp_path: Path):
         read_items_file(tmp_path / "items.CSV")
 
 
+def test_a_large_log_gets_the_duckdb_hint_naming_the_file_read(generic_dir: Path, tmp_path: Path, monkeypatch,
+                                                                caplog):
+    from gr2.data import stage
+    from gr2.data.loaders import generic_folder
+    from gr2.runs import RunDir
+
+    monkeypatch.setattr(stage, "LARGE_BYTES", 0)
+    with caplog.at_level("WARNING", logger="gr2.data.stage"):
+        stage.run_data(RunDir(tmp_path / "run"), DataConfig(dataset=str(generic_dir), k_core=0))
+    assert f"{generic_dir / 'interactions.csv'} holds 0.0 GB" in caplog.text and "data.engine=duckdb" in caplog.text
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "beauty").mkdir()  # a folder named like a named dataset is not read as the generic format
+    assert generic_folder("beauty") is None and generic_folder("mydata") == Path("mydata")
+
+
 @pytest.mark.network
 def test_movielens_100k_from_the_recbole_wheel():
     from gr2.data.loaders import load_movielens

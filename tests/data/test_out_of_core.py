@@ -150,16 +150,23 @@ def test_one_parquet_file_and_many_parts_are_the_same_table(tmp_path):
     run_both(single, tmp_path / "a", pandas_folder=folder, k_core=2)
 
 
-def bad(tmp_path: Path, change) -> Path:
+def bad(tmp_path: Path, change, parts: int) -> tuple[Path, Path, int]:
+    """A log changed by ``change`` (``None``: a part that is not Parquet), as one part or as two whose
+    second (``part-2.parquet``, after ``part-10.parquet`` in path order) holds every row from 2 on.
+    Returns the folder, the part holding the changed rows and the table row where that part starts."""
     folder = synthetic_log(tmp_path / "bad", parts=1)
     part = folder / "interactions.parquet" / "part-10.parquet"
-    df = pd.read_parquet(part)
-    df = change(df)
-    if df is not None:
-        df.to_parquet(part, index=False)
-    else:
+    df = change(pd.read_parquet(part))
+    if df is None:
         (part.parent / "part-3.parquet").write_bytes(b"PAR1 but not Parquet")
-    return folder
+        return folder, part, 0
+    if parts == 1:
+        df.to_parquet(part, index=False)
+        return folder, part, 0
+    second = part.parent / "part-2.parquet"
+    df.iloc[:2].to_parquet(part, index=False)
+    df.iloc[2:].to_parquet(second, index=False)
+    return folder, second, 2
 
 
 @pytest.mark.parametrize("change, message, where", [
@@ -178,18 +185,18 @@ def bad(tmp_path: Path, change) -> Path:
     (lambda df: df.iloc[:0], "no rows", None),
     (lambda df: None, "cannot be read", None),  # bad() writes a part that is not Parquet
 ])
+@pytest.mark.parametrize("parts", [1, 2])
 @pytest.mark.filterwarnings("ignore:Parsing integer or float values:DeprecationWarning")  # pandas: NaN in floats
-def test_bad_input_stops_both_engines_naming_the_row(tmp_path, change, message, where):
-    folder = bad(tmp_path, change)
+def test_bad_input_stops_both_engines_naming_the_row(tmp_path, change, message, where, parts):
+    folder, part, start = bad(tmp_path, change, parts)
     if where == "last":
         where = len(pd.read_parquet(folder / "interactions.parquet")) - 1
     for engine in ("pandas", "duckdb"):
         with pytest.raises(DataFormatError) as err:
             run_data(RunDir(tmp_path / engine), DataConfig(dataset=str(folder), engine=engine, k_core=0))
         assert message in str(err.value), (engine, str(err.value))
-        if where is not None:  # the in-memory loader numbers rows across the parts; one part here
-            assert f"row {where}:" in str(err.value), (engine, str(err.value))
-    assert "part-10.parquet: row" in str(err.value) or where is None, "the duckdb engine names the part"
+        if where is not None:  # both engines: the part and the row within it (not the row of the table)
+            assert str(err.value).startswith(f"{part}: row {where - start}: "), (engine, str(err.value))
 
 
 def test_a_filter_that_leaves_nobody_and_min_rating_without_ratings(tmp_path):

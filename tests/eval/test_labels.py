@@ -114,3 +114,25 @@ def test_the_trained_prompt_keeps_its_reasoning_format(tmp_path):
     assert trained_prompt(run.path, "rl").reasoning_format == "free"  # a manifest from before the field
     set_config(run, rl={"prompt": {"order": "prerank", "reasoning_format": "think"}})
     assert trained_prompt(run.path, "rl").think and not trained_prompt(run.path, "sft").think
+
+
+@pytest.mark.parametrize(("mode", "sft", "rl", "system"), [
+    ("rejection", {}, {"init": "sft"}, "GR2"),
+    ("targeted", {}, {"init": "sft"}, "targeted → RL"),
+    ("rejection", {"objective": "listwise"}, {"init": "sft"}, "listwise → RL"),
+    ("targeted", {}, {"init": "midtrain"}, "pure RL"),
+    ("targeted", {"max_examples": 64}, {"init": "sft"}, "RecOne"),
+])
+def test_every_rl_recipe_trained_without_reasoning_is_named_reasoning_free(tmp_path, mode, sft, rl, system):
+    """The prefix marks an RL model trained with ranking-only answers (``rl.reasoning=false``), the
+    same way whatever the recipe; the qualifier stays the recipe's (the paper's reasoning-free GR2
+    is named without it)."""
+    names = {}
+    for reasoning in (True, False):
+        run = fake_run(tmp_path / str(reasoning), mode, reasoning)
+        set_config(run, sft=sft, rl=rl)
+        names[reasoning] = model_label(run, "rl")
+    assert names[True][0] == system and names[False][0] == f"reasoning-free {system}"
+    assert names[False][1] == (None if system == "GR2" else names[True][1])
+    set_config(run, rl={"init": "smollm2-135m"})  # RL from another model keeps its own name
+    assert model_label(run, "rl") == ("rl", None)

@@ -9,9 +9,10 @@ import pandas as pd
 import pytest
 
 from gr2.checks import ConfigError
+from gr2.lists import seeded_sample
 from gr2.metrics.rating import rating_errors
 from gr2.rating import baselines
-from gr2.rating.data import examples, fit_ratings, rated_sequences, sample
+from gr2.rating.data import examples, fit_ratings, rated_sequences
 
 
 def interactions(ratings: dict[int, list[tuple[int, float]]]) -> pd.DataFrame:
@@ -48,9 +49,10 @@ def test_data_without_usable_ratings_is_refused():
 
 def test_sample_is_seeded_and_ordered():
     items = examples(rated_sequences(interactions({u: SEQS[0] for u in range(20)})), "test", 5)
-    a, b = sample(items, 5, seed=1), sample(items, 5, seed=1)
+    a, b = seeded_sample(items, 5, seed=1), seeded_sample(items, 5, seed=1)
     assert a == b and [e.user for e in a] == sorted(e.user for e in a) and len(a) == 5
-    assert sample(items, None, 0) == items == sample(items, 50, 0)
+    assert [e.user for e in a] == [0, 7, 8, 13, 18]  # the users rating.data.sample drew with this seed
+    assert seeded_sample(items, None, 0) == items == seeded_sample(items, 50, 0)
 
 
 def test_rating_errors_hand_values_and_intervals():

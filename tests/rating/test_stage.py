@@ -4,6 +4,7 @@ random llama: data → rating, the artifacts, the report, resuming, and the task
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import pandas as pd
@@ -99,3 +100,30 @@ def test_a_second_run_redoes_nothing_and_stages_outside_the_task_are_refused(rat
         run_pipeline(tmp_path / "other", load_config(None), stages=["rating"])
     with pytest.raises(ConfigError, match="not part of task 'rating'"):
         run_pipeline(tmp_path / "other", cfg, stages=["sid"])
+
+
+def test_a_re_run_reads_the_zero_shot_answers_back_unless_what_decides_them_changed(rating_run, tmp_path,
+                                                                                   monkeypatch):
+    from gr2.rating import llm
+
+    run, cfg = rating_run
+    copy = tmp_path / "run"  # the module's run stays as the other tests read it
+    shutil.copytree(run.path, copy, symlinks=True)
+    assert json.loads((copy / "rating/zero_shot.json").read_text())["key"]
+    before = (copy / "rating/outputs/student-zero-shot.jsonl").read_text()
+    generated = []
+    real = llm.answers
+
+    def counted(model, tokenizer, texts, c):
+        generated.append(len(texts))
+        return real(model, tokenizer, texts, c)
+
+    monkeypatch.setattr(llm, "answers", counted)
+    with torch_threads(1):
+        run_pipeline(copy, cfg, force=["rating"])
+    assert generated == [6], "only the answers after RL are generated; the zero-shot ones are read back"
+    assert (copy / "rating/outputs/student-zero-shot.jsonl").read_text() == before
+    generated.clear()
+    with torch_threads(1):  # another generation setting: the zero-shot answers are made again
+        run_pipeline(copy, load_config(copy / "config.yaml", ["rating.eval_batch_size=3"]))
+    assert generated == [6, 6]

@@ -81,7 +81,8 @@ def test_a_byte_order_mark_is_read_like_csv(tmp_path, items_csv):
 def test_a_csv_row_longer_than_the_header_is_an_error(tmp_path, items_csv):
     path = tmp_path / "s.csv"  # pandas read 'u1' as the index and shifted every value one column left
     path.write_text("user_id,history,candidates,labels\nu1,i1 i2,i3 i4,1 0,oops\n", encoding="utf-8")
-    with pytest.raises(SlateFormatError, match=r"s.csv: line 2: 5 fields but the header has 4 column\(s\)"):
+    # read by the data loader (gr2.data.loaders.read_table), which names a CSV row "row N (line)"
+    with pytest.raises(SlateFormatError, match=r"s.csv: row 2 \(line\): 5 fields but the header has 4 column\(s\)"):
         load_slates(path, read_items_file(items_csv))
 
 

@@ -11,7 +11,8 @@ Sources:
 * a folder in the generic format: ``interactions.csv|parquet`` (``user_id``, ``item_id``, and
   ``timestamp`` or ``position``) and ``items.csv|parquet`` (``item_id``, ``title``, ``categories``,
   optional ``description``). In CSV, ``categories`` is a path joined by `` > ``. A ``.parquet`` may
-  be a folder of parts (:func:`parquet_parts`); logs larger than memory: :mod:`gr2.data.outofcore`.
+  be a folder of parts (:func:`parquet_parts`; a bad row is named by its part and its row there, as
+  the out-of-core engine names it); logs larger than memory: :mod:`gr2.data.outofcore`.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ import os
 import subprocess
 import sys
 import zipfile
+from collections.abc import Sequence
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -63,13 +65,19 @@ def load_dataset(name: str) -> RawData:
         return load_beauty()
     if name in MOVIELENS:
         return load_movielens(name)
-    path = Path(name)
-    if path.is_dir():
-        return load_generic(path)
+    folder = generic_folder(name)
+    if folder is not None:
+        return load_generic(folder)
     raise DataFormatError(
         f"unknown dataset {name!r}: expected 'beauty', 'ml-1m', 'ml-100k' or a folder with "
         "interactions.csv|parquet and items.csv|parquet"
     )
+
+
+def generic_folder(name: str) -> Path | None:
+    """The folder that ``name`` is when :func:`load_dataset` reads it in the generic format, else ``None``
+    (a named dataset, or no folder)."""
+    return None if name == "beauty" or name in MOVIELENS or not Path(name).is_dir() else Path(name)
 
 
 # -- Amazon Beauty -------------------------------------------------------------------------------
@@ -194,7 +202,7 @@ def load_movielens(name: str) -> RawData:
         {
             "raw_user_id": inter["user_id"].astype(str),
             "raw_item_id": inter["item_id"].astype(str),
-            "timestamp": _parse_timestamps(inter["timestamp"], f"{name}.inter"),
+            "timestamp": _parse_timestamps(inter["timestamp"], Rows([Path(f"{name}.inter")])),
         }
     )
     rating = pd.to_numeric(inter["rating"], errors="raise").astype(float)
@@ -211,14 +219,14 @@ def load_generic(folder: Path) -> RawData:
     """Read ``interactions.csv|parquet`` and ``items.csv|parquet`` from ``folder`` (see module doc)."""
     inter_path = _find(folder, "interactions")
     items_path = _find(folder, "items")
-    inter = _read_table(inter_path)
+    inter, rows = read_table(inter_path)
     _require_columns(inter, inter_path, INTERACTION_COLUMNS, extra_one_of=("timestamp", "position"))
     items_out = read_items_file(items_path)
 
-    out = pd.DataFrame({"raw_user_id": _ids(inter["user_id"], inter_path, "user_id"),
-                        "raw_item_id": _ids(inter["item_id"], inter_path, "item_id")})
+    out = pd.DataFrame({"raw_user_id": _ids(inter["user_id"], rows, "user_id"),
+                        "raw_item_id": _ids(inter["item_id"], rows, "item_id")})
     if "timestamp" in inter:
-        out["timestamp"] = _parse_timestamps(inter["timestamp"], str(inter_path))
+        out["timestamp"] = _parse_timestamps(inter["timestamp"], rows)
     else:
         out["timestamp"] = np.nan
     if "position" in inter:
@@ -227,7 +235,7 @@ def load_generic(folder: Path) -> RawData:
         if bad.any():
             row = int(np.flatnonzero(bad.to_numpy())[0])
             raise DataFormatError(
-                f"{inter_path}: row {_row(inter_path, row)}: position {_cell(inter['position'].iloc[row])!r} is not a "
+                f"{rows(row)}: position {_cell(inter['position'].iloc[row])!r} is not a "
                 "whole number (positions order each user's interactions: 0, 1, 2, ...)"
             )
         out["position"] = pos.astype(np.int64)
@@ -236,7 +244,7 @@ def load_generic(folder: Path) -> RawData:
     if dup.any():
         row = int(np.flatnonzero(dup.to_numpy())[0])
         raise DataFormatError(
-            f"{inter_path}: row {_row(inter_path, row)}: duplicate interaction "
+            f"{rows(row)}: duplicate interaction "
             f"(user {out['raw_user_id'].iloc[row]!r}, item {out['raw_item_id'].iloc[row]!r}, same {key[2]}); "
             "remove duplicate rows"
         )
@@ -245,7 +253,7 @@ def load_generic(folder: Path) -> RawData:
     if unknown.any():
         row = int(np.flatnonzero(unknown.to_numpy())[0])
         raise DataFormatError(
-            f"{inter_path}: row {_row(inter_path, row)}: item_id {out['raw_item_id'].iloc[row]!r} is not in "
+            f"{rows(row)}: item_id {out['raw_item_id'].iloc[row]!r} is not in "
             f"{items_path} ({int(unknown.sum())} interaction(s) name unknown items)"
         )
     rating = pd.to_numeric(inter["rating"], errors="coerce").astype(float) if "rating" in inter else None
@@ -258,22 +266,22 @@ def read_items_file(items_path: Path) -> pd.DataFrame:
     items_path = Path(items_path)
     if not items_path.exists():
         raise DataFormatError(f"{items_path}: file not found")
-    items = _read_table(items_path)
+    items, rows = read_table(items_path)
     _require_columns(items, items_path, ITEM_COLUMNS)
     categories = items["categories"] if "categories" in items else pd.Series([None] * len(items))
     items_out = pd.DataFrame(
         {
-            "raw_id": _ids(items["item_id"], items_path, "item_id", record="item"),
-            "title": _text(items["title"], items_path, "title"),
-            "categories": [_parse_categories(v, items_path, row) for row, v in enumerate(categories)],
-            "description": _text(items["description"], items_path, "description") if "description" in items else "",
+            "raw_id": _ids(items["item_id"], rows, "item_id", record="item"),
+            "title": _text(items["title"], rows, "title"),
+            "categories": [_parse_categories(v, rows, row) for row, v in enumerate(categories)],
+            "description": _text(items["description"], rows, "description") if "description" in items else "",
         }
     )
     dup_items = items_out["raw_id"].duplicated()
     if dup_items.any():
         row = int(np.flatnonzero(dup_items.to_numpy())[0])
         raise DataFormatError(
-            f"{items_path}: row {_row(items_path, row)}: item_id {items_out['raw_id'].iloc[row]!r} appears twice; "
+            f"{rows(row)}: item_id {items_out['raw_id'].iloc[row]!r} appears twice; "
             "expected one row per item"
         )
     return items_out
@@ -288,33 +296,33 @@ def _find(folder: Path, stem: str) -> Path:
     return found[0]
 
 
-def _ids(values: pd.Series, path: Path, column: str, record: str = "interaction") -> pd.Series:
+def _ids(values: pd.Series, rows: Rows, column: str, record: str = "interaction") -> pd.Series:
     """``values`` as id strings; a missing or blank id is an error naming its row (not a user or item
     called "nan" or ""), and so is a list or mapping (a Parquet list or struct column)."""
-    _check_scalars(values, path, column, "an id (a string or number)")
+    _check_scalars(values, rows, column, "an id (a string or number)")
     text = values.astype(str)
     bad = values.isna().to_numpy() | (text.str.strip() == "").to_numpy()
     if bad.any():
         row = int(np.flatnonzero(bad)[0])
-        raise DataFormatError(f"{path}: row {_row(path, row)}: {column} is missing or blank "
+        raise DataFormatError(f"{rows(row)}: {column} is missing or blank "
                               f"({int(bad.sum())} row(s)); every {record} row needs one")
     return text
 
 
-def _text(values: pd.Series, path: Path, column: str) -> pd.Series:
+def _text(values: pd.Series, rows: Rows, column: str) -> pd.Series:
     """Free text (``title``, ``description``) as strings: missing is "", a number is its text; a list
     or mapping is an error naming its row."""
-    _check_scalars(values, path, column, "text")
+    _check_scalars(values, rows, column, "text")
     return values.astype(str).where(values.notna(), "")
 
 
-def _check_scalars(values: pd.Series, path: Path, column: str, expected: str) -> None:
+def _check_scalars(values: pd.Series, rows: Rows, column: str, expected: str) -> None:
     if values.dtype != object:  # only an object column (Parquet lists, structs) can hold a container
         return
     bad = values.map(lambda v: isinstance(v, (list, tuple, dict, np.ndarray))).to_numpy(bool)
     if bad.any():
         row = int(np.flatnonzero(bad)[0])
-        raise DataFormatError(f"{path}: row {_row(path, row)}: {column} {_short(values.iloc[row])} is not "
+        raise DataFormatError(f"{rows(row)}: {column} {_short(values.iloc[row])} is not "
                               f"{expected}; expected one value per row")
 
 
@@ -347,18 +355,24 @@ def parquet_parts(path: Path) -> list[Path]:
     return parts
 
 
-def _read_table(path: Path) -> pd.DataFrame:
+def read_table(path: Path) -> tuple[pd.DataFrame, Rows]:
+    """A ``.csv`` (every cell as text) or ``.parquet`` table (a file, or a folder of parts:
+    :func:`parquet_parts`, one table in path order) with stripped column names, and where its rows
+    come from (:class:`Rows`). A file that is empty or cannot be read, a CSV row longer than the
+    header, no rows or a column named twice is a :class:`DataFormatError`."""
     parts = parquet_parts(path)
     for part in parts:
         if part.stat().st_size == 0:
             raise DataFormatError(f"{part}: empty file")
     parquet = path.suffix.lower() == ".parquet"
     try:
-        if parquet:  # a folder of parts: one table, the parts in path order (rows numbered across them)
-            df = pd.concat([pd.read_parquet(p) for p in parts], ignore_index=True) if len(parts) > 1 \
-                else pd.read_parquet(parts[0])
+        if parquet:  # a folder of parts: one table, the parts in path order
+            frames = [pd.read_parquet(p) for p in parts]
+            df = pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0]
+            rows = Rows(parts, [len(f) for f in frames])
         else:
             df = pd.read_csv(path, dtype=str, keep_default_na=False, encoding="utf-8")
+            rows = Rows([path])
     except UnicodeDecodeError:
         raise DataFormatError(f"{path}: not UTF-8 text ({_first_bad_byte(path)}): save the file as UTF-8") from None
     except (pd.errors.ParserError, pd.errors.EmptyDataError, OSError, ValueError) as exc:
@@ -371,7 +385,7 @@ def _read_table(path: Path) -> pd.DataFrame:
     twice = df.columns[df.columns.duplicated()]
     if len(twice):
         raise DataFormatError(f"{path}: column {twice[0]!r} appears twice in the header; expected each column once")
-    return df
+    return df, rows
 
 
 def _check_csv_width(df: pd.DataFrame, path: Path) -> None:
@@ -379,7 +393,7 @@ def _check_csv_width(df: pd.DataFrame, path: Path) -> None:
     fields as the index, shifting every value into the wrong column: an error instead."""
     if not isinstance(df.index, pd.RangeIndex):
         raise DataFormatError(
-            f"{path}: row {_row(path, 0)}: {df.index.nlevels + len(df.columns)} fields but the header has "
+            f"{row_at(path, 0)}: {df.index.nlevels + len(df.columns)} fields but the header has "
             f"{len(df.columns)} column(s); expected one value per column (quote a value that contains ',')")
 
 
@@ -412,16 +426,16 @@ def _require_columns(df: pd.DataFrame, path: Path, required: tuple[str, ...], ex
         )
 
 
-def _parse_categories(value: object, path: Path, row: int) -> list[str]:
+def _parse_categories(value: object, rows: Rows, row: int) -> list[str]:
     """A path of categories: a list (Parquet) or text joined by `` > ``; blanks and nulls are left out."""
     if isinstance(value, (list, tuple, np.ndarray)):
         inner = [v for v in value if isinstance(v, (list, tuple, dict, np.ndarray))]
         if inner:
-            raise DataFormatError(f"{path}: row {_row(path, row)}: categories {_short(value)} holds "
+            raise DataFormatError(f"{rows(row)}: categories {_short(value)} holds "
                                   f"{_short(inner[0])}; expected a list of category names (one path)")
         return [str(v).strip() for v in value if not pd.isna(v) and str(v).strip()]
     if isinstance(value, dict):
-        raise DataFormatError(f"{path}: row {_row(path, row)}: categories {_short(value)} is not a list of "
+        raise DataFormatError(f"{rows(row)}: categories {_short(value)} is not a list of "
                               f"category names or a path joined by {CATEGORY_SEPARATOR!r}")
     if pd.isna(value):
         return []
@@ -429,7 +443,7 @@ def _parse_categories(value: object, path: Path, row: int) -> list[str]:
     return [c.strip() for c in text.split(CATEGORY_SEPARATOR.strip()) if c.strip()] if text else []
 
 
-def _parse_timestamps(values: pd.Series, source: str) -> np.ndarray:
+def _parse_timestamps(values: pd.Series, rows: Rows) -> np.ndarray:
     """Numbers are taken as epoch seconds; other strings must be ISO dates."""
     if pd.api.types.is_datetime64_any_dtype(values.dtype):  # a Parquet timestamp column: as a date, not
         numeric = pd.Series(np.nan, index=values.index)     # the integer count of its unit
@@ -438,7 +452,7 @@ def _parse_timestamps(values: pd.Series, source: str) -> np.ndarray:
     infinite = numeric.notna() & ~np.isfinite(numeric.astype(float))
     if infinite.any():
         row = int(np.flatnonzero(infinite.to_numpy())[0])
-        raise DataFormatError(f"{source}: row {_row(Path(source), row)}: timestamp {_cell(values.iloc[row])!r} "
+        raise DataFormatError(f"{rows(row)}: timestamp {_cell(values.iloc[row])!r} "
                               "is not a finite number of epoch seconds")
     if numeric.notna().all():
         return numeric.to_numpy(dtype=float)
@@ -447,7 +461,7 @@ def _parse_timestamps(values: pd.Series, source: str) -> np.ndarray:
     if bad.any():
         row = int(np.flatnonzero(bad.to_numpy())[0])
         raise DataFormatError(
-            f"{source}: row {_row(Path(source), row)}: timestamp {_cell(values.iloc[row])!r} is neither a number "
+            f"{rows(row)}: timestamp {_cell(values.iloc[row])!r} is neither a number "
             "(epoch seconds) nor an ISO 8601 date"
         )
     seconds = (parsed - pd.Timestamp(0, tz="UTC")).dt.total_seconds()
@@ -464,6 +478,20 @@ def _assign_positions(df: pd.DataFrame) -> pd.DataFrame:
     return df.sort_values("_row").drop(columns="_row").reset_index(drop=True)
 
 
-def _row(path: Path, index: int) -> str:
-    """Human row number: line in a CSV (header is line 1), 0-based row in Parquet."""
-    return f"{index + 2} (line)" if Path(path).suffix.lower() == ".csv" else str(index)
+def row_at(path: Path, index: int) -> str:
+    """``path: row N`` for the 0-based row ``index`` of a file: N is its line in a CSV (the header is line
+    1, ``row N (line)``), the 0-based row in Parquet. Both engines name a bad row so."""
+    return f"{path}: row {index + 2} (line)" if Path(path).suffix.lower() == ".csv" else f"{path}: row {index}"
+
+
+class Rows:
+    """Where the rows of a table come from (:func:`read_table`): ``rows(i)`` is :func:`row_at` of the
+    file that holds row ``i``, for a folder of Parquet parts the part and the row within it."""
+
+    def __init__(self, parts: Sequence[Path], lengths: Sequence[int] = ()) -> None:
+        self.parts = list(parts)
+        self.starts = np.cumsum([0, *lengths[:-1]], dtype=np.int64)  # each part's first row in the table
+
+    def __call__(self, index: int) -> str:
+        part = int(np.searchsorted(self.starts, index, side="right")) - 1
+        return row_at(self.parts[part], int(index - self.starts[part]))

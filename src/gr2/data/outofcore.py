@@ -22,7 +22,8 @@ How each in-memory step is mirrored:
   ``numpy`` draw over their indices (``Generator.choice`` of an array draws the same indices).
 * **positions** are renumbered per user in (timestamp or given position, file order).
 
-Errors are the in-memory loader's :class:`DataFormatError` s, naming the part and its row; when a
+Errors are the in-memory loader's :class:`DataFormatError` s, naming the part and its row there
+(:func:`gr2.data.loaders.row_at`, as the in-memory loader names them); when a
 file has several problems the first one reported may differ (unknown items are checked before
 duplicates here). Resources: ``GR2_DUCKDB_MEMORY_LIMIT`` (DuckDB syntax, ``8GB``; DuckDB's default
 is 80% of RAM), ``GR2_DUCKDB_THREADS`` (default: every core) and ``GR2_DUCKDB_TEMP_DIR`` (where the
@@ -52,6 +53,7 @@ from gr2.data.loaders import (
     _require_columns,
     parquet_parts,
     read_items_file,
+    row_at,
 )
 from gr2.data.prepare import MIN_SEQUENCE, nothing_left, summarise
 from gr2.runs import atomic_path, atomic_write_parquet
@@ -140,7 +142,7 @@ class _Stage:
     def where(self, row: int) -> str:
         """``part: row N`` of a ``_row``."""
         part, index = divmod(int(row), 1 << ROW_BITS)
-        return f"{self.parts[part]}: row {index}"
+        return row_at(self.parts[part], index)
 
     def cell(self, row: int, column: str) -> object:
         """The value at a ``_row`` (``None`` when its part has no such column)."""
@@ -166,10 +168,7 @@ class _Stage:
                 raise DataFormatError(f"data.min_rating is set but dataset {self.name!r} has no ratings")
             filtering["removed_low_rating"] = self.delete(
                 "rating IS NULL OR rating < ?", [float(self.cfg.min_rating)])
-        before = self.count()
-        passes = self.k_core(self.cfg.k_core)
-        filtering["removed_k_core"] = before - self.count()
-        filtering["k_core_passes"] = passes
+        filtering["removed_k_core"], filtering["k_core_passes"] = self.k_core(self.cfg.k_core)
         filtering["removed_short_users_interactions"] = self.delete(
             f"uid IN (SELECT uid FROM inter GROUP BY uid HAVING count(*) < {MIN_SEQUENCE})")
         if self.count() == 0:
@@ -187,10 +186,6 @@ class _Stage:
         items = self.items.iloc[used].reset_index(drop=True)  # used: sorted, unique row numbers
         filtering["removed_items_without_interactions"] = len(self.items) - len(items)
         items.insert(0, "item_id", np.arange(len(items), dtype=np.int64))
-        self.con.register("used_items", pa.table({"iid": used.astype(np.int32),
-                                                   "item_id": np.arange(len(used), dtype=np.int64)}))
-        self.sql("CREATE TABLE item_map AS SELECT * FROM used_items")
-        self.con.unregister("used_items")
         self.sql("CREATE TABLE kept AS SELECT k.uid, (row_number() OVER (ORDER BY k.uid) - 1)::BIGINT AS user_id, "
                  "users.u FROM (SELECT DISTINCT uid FROM inter) k JOIN users USING (uid)")
         lengths = self.sql("SELECT count(*) AS n FROM inter GROUP BY uid ORDER BY uid").fetchnumpy()["n"]
@@ -318,28 +313,33 @@ class _Stage:
         removed = self.sql(f"DELETE FROM inter WHERE {condition}", params or []).fetchone()[0]
         return int(removed)
 
-    def k_core(self, k: int) -> int:
-        """:func:`gr2.data.prepare.k_core`'s passes: counts of one snapshot, users and items together."""
-        passes = 0
+    def k_core(self, k: int) -> tuple[int, int]:
+        """:func:`gr2.data.prepare.k_core`'s passes: counts of one snapshot, users and items together.
+        Returns the interactions removed and the number of passes."""
+        passes = removed_total = 0
         if k <= 1:
-            return passes
+            return removed_total, passes
         while True:
             passes += 1
             for key, table in (("uid", "few_users"), ("iid", "few_items")):
                 self.sql(f"CREATE OR REPLACE TEMP TABLE {table} AS SELECT {key} FROM inter GROUP BY {key} "
                          f"HAVING count(*) < {k}")
             removed = self.delete("uid IN (SELECT uid FROM few_users) OR iid IN (SELECT iid FROM few_items)")
+            removed_total += removed
             self.step("%d-core pass %d removed %d interactions", k, passes, removed)
             if not removed:
-                return passes
+                return removed_total, passes
 
     # -- output --------------------------------------------------------------------------------
     def write_interactions(self) -> None:
+        """Write ``interactions.parquet``; an item's ``item_id`` is its rank among the ``iid`` s left in
+        ``inter`` (the order of ``items.parquet``), derived here rather than stored a second time."""
         rating = ", i.rating" if self.has_rating else ""
         timestamp = "i.ts" if self.has_timestamp else "NULL::DOUBLE"
         query = (f"SELECT k.user_id, m.item_id, (row_number() OVER (PARTITION BY i.uid ORDER BY {self.order}) - 1)"
                  f"::BIGINT AS position, {timestamp} AS timestamp, k.u AS raw_user_id{rating} "
-                 "FROM inter i JOIN kept k USING (uid) JOIN item_map m USING (iid) ORDER BY k.user_id, position")
+                 "FROM inter i JOIN kept k USING (uid) JOIN (SELECT iid, (row_number() OVER (ORDER BY iid) - 1)::BIGINT "
+                 "AS item_id FROM (SELECT DISTINCT iid FROM inter)) m USING (iid) ORDER BY k.user_id, position")
         schema = interactions_schema(self.has_rating)
         with atomic_path(self.out / "interactions.parquet") as tmp:
             reader = self.con.sql(query).to_arrow_reader(ROW_GROUP)

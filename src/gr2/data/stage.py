@@ -8,7 +8,7 @@ from pathlib import Path
 import pandas as pd
 
 from gr2.data.config import DataConfig
-from gr2.data.loaders import load_dataset, parquet_parts
+from gr2.data.loaders import _find, generic_folder, load_dataset, parquet_parts
 from gr2.data.prepare import prepare
 from gr2.data.splits import Split, sequences_from_interactions
 from gr2.runs import RunDir, atomic_write_json, atomic_write_parquet
@@ -27,7 +27,9 @@ def run_data(run: RunDir, cfg: DataConfig) -> dict:
 
         s = run_out_of_core(cfg, out)
     else:
-        _hint_large(cfg.dataset)
+        folder = generic_folder(cfg.dataset)
+        if folder is not None:
+            _hint_large(_find(folder, "interactions"))
         prepared = prepare(load_dataset(cfg.dataset), cfg)
         atomic_write_parquet(out / "items.parquet", prepared.items)
         atomic_write_parquet(out / "interactions.parquet", prepared.interactions)
@@ -38,15 +40,13 @@ def run_data(run: RunDir, cfg: DataConfig) -> dict:
     return {k: s[k] for k in ("users", "items", "interactions", "avg_history_len")}
 
 
-def _hint_large(dataset: str) -> None:
-    folder = Path(dataset)
-    if not folder.is_dir():
-        return
-    size = sum(p.stat().st_size for ext in (".parquet", ".csv") if (folder / f"interactions{ext}").exists()
-               for p in parquet_parts(folder / f"interactions{ext}"))
+def _hint_large(inter_path: Path) -> None:
+    """Warn when the interactions file (or folder of parts) that the loader will read is large."""
+    size = sum(p.stat().st_size for p in parquet_parts(inter_path))
     if size > LARGE_BYTES:
         log.warning("data: %s holds %.1f GB of interactions, read into memory by data.engine=pandas; for logs "
-                    "larger than memory use data.engine=duckdb (README, 'Your own data')", folder, size / 1024**3)
+                    "larger than memory use data.engine=duckdb (README, 'Your own data')", inter_path,
+                    size / 1024**3)
 
 
 def load_items(run: RunDir) -> pd.DataFrame:

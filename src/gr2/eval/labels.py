@@ -46,21 +46,26 @@ def model_label(run: RunDir, model: str) -> tuple[str, str | None]:
     sft_cfg = config.get("sft") or {}
     listwise = sft_cfg.get("objective") == "listwise"
     cold_start = None if listwise else _cold_start(found[0], sft_cfg.get("max_examples"))  # RecOne
-    free = "" if rl.get("reasoning", True) else "reasoning-free "
     if stage == "sft":
         if listwise:
             return "SFT", "listwise + position prior" if sft_cfg.get("listwise_position_prior") else "listwise"
         return "SFT", f"{traces} traces" if cold_start is None else f"cold start on {cold_start} {traces} traces"
-    if stage == "rl" and rl.get("init", "sft") == "midtrain":
-        return f"{free}pure RL", "RecZero-style"
-    if stage == "rl" and rl.get("init", "sft") == "sft" and cold_start is not None:
+    if stage != "rl":
+        return model, None
+    reasoning = rl.get("reasoning", True)
+    init = rl.get("init", "sft")
+    if init == "midtrain":
+        system, qualifier = "pure RL", "RecZero-style"
+    elif init != "sft":  # RL from another model: its own name
+        return model, None
+    elif cold_start is not None:
         kind = "" if traces == "rejection" else f"{traces} "
-        return f"{free}RecOne", f"cold-start SFT on {cold_start} {kind}traces → RL"
-    if stage == "rl" and rl.get("init", "sft") == "sft" and listwise:
-        return ("listwise → RL" if rl.get("reasoning", True) else "reasoning-free listwise → RL"), None
-    if stage == "rl" and rl.get("init", "sft") == "sft":
-        trained = ("GR2", "rejection → RL") if traces == "rejection" else (f"{traces} → RL", None)
-        if rl.get("reasoning", True):
-            return trained
-        return ("reasoning-free GR2" if traces == "rejection" else f"reasoning-free {traces} → RL"), None
-    return model, None
+        system, qualifier = "RecOne", f"cold-start SFT on {cold_start} {kind}traces → RL"
+    elif listwise:
+        system, qualifier = "listwise → RL", None
+    elif traces == "rejection":  # the paper's GR2; its reasoning-free variant is named without the recipe
+        system, qualifier = "GR2", "rejection → RL" if reasoning else None
+    else:
+        system, qualifier = f"{traces} → RL", None
+    # every RL model trained with ranking-only answers (rl.reasoning=false) says so, whatever its recipe
+    return ("" if reasoning else "reasoning-free ") + system, qualifier

@@ -74,6 +74,13 @@ ReasoningFormat = Literal["free", "think"]
 #: How the explanation is written: free text, or the three tagged steps of :mod:`gr2.prompts.think`.
 REASONING_FORMATS: tuple[str, ...] = ("free", "think")
 
+
+def check_reasoning_format(reasoning_format: str) -> None:
+    """``ValueError`` unless ``reasoning_format`` is one of :data:`REASONING_FORMATS`."""
+    if reasoning_format not in REASONING_FORMATS:
+        raise ValueError(f"reasoning_format must be one of {REASONING_FORMATS}, got {reasoning_format!r}")
+
+
 _TOKEN = re.compile(r"<s_([a-z])_(\d+)>")
 # SID tokens with optional whitespace between them.
 _SID_RUN = re.compile(r"<s_[a-z]_\d+>(?:\s*<s_[a-z]_\d+>)*")
@@ -466,8 +473,7 @@ def parse_output(
     output.
     """
     pres = _check_inputs(candidate_sids, presented)
-    if reasoning_format not in REASONING_FORMATS:
-        raise ValueError(f"reasoning_format must be one of {REASONING_FORMATS}, got {reasoning_format!r}")
+    check_reasoning_format(reasoning_format)
     try:
         return _parse(text, candidate_sids, pres, require_explanation, reasoning_format)
     except Exception:  # noqa: BLE001 - last line of defence: model output never raises

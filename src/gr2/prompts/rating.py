@@ -34,7 +34,7 @@ import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
-from gr2.prompts.think import STEP_TAGS, scan_blocks, structure_status
+from gr2.prompts.think import STEP_TAGS, scan_blocks, steps_text, structure_status
 
 __all__ = ["RATING_MAX", "RATING_MIN", "STATUSES", "STEPS", "ParsedRating", "answer_text", "parse_rating",
            "rating_messages"]
@@ -91,7 +91,7 @@ def parse_rating(text: str) -> ParsedRating:
 
 def answer_text(steps: Mapping[str, str], rating: object) -> str:
     """A well-formed answer (tests, documentation): the three steps, then the rating."""
-    return "\n".join([*(f"<{name}>{steps[name]}</{name}>" for name, _ in STEPS), f"<rating>{rating}</rating>"])
+    return steps_text([steps[name] for name in STEP_TAGS]) + f"\n<rating>{rating}</rating>"
 
 
 def _item_line(title: str, categories: Sequence[str]) -> str:
@@ -103,7 +103,7 @@ def rating_messages(history: Sequence[tuple[str, Sequence[str], float]], item: t
     """Chat messages asking for a rating: ``history`` holds ``(title, categories, rating)`` oldest
     first, ``item`` is ``(title, categories)``. The format is shown with placeholders only (no
     example rating a small model could copy)."""
-    template = "\n".join(f"<{name}>{what.format(noun=noun)}</{name}>" for name, what in STEPS)
+    template = steps_text([what.format(noun=noun) for _, what in STEPS])
     system = (
         f"You predict how a user will rate a {noun}, from {RATING_MIN:g} (hated it) to {RATING_MAX:g} "
         "(loved it). Think before you answer, in exactly this structure:\n"

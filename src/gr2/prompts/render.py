@@ -39,9 +39,9 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from gr2.prompts.parse import (
-    REASONING_FORMATS,
     ParseResult,
     ReasoningFormat,
+    check_reasoning_format,
     parse_output,
 )
 from gr2.prompts.sids import SID_BEGIN, SID_END
@@ -186,8 +186,7 @@ class PromptConfig:
             raise ValueError(f"item_format must be 'full' or 'compact', got {self.item_format!r}")
         if self.order not in ("prerank", "shuffled"):
             raise ValueError(f"order must be 'prerank' or 'shuffled', got {self.order!r}")
-        if self.reasoning_format not in REASONING_FORMATS:
-            raise ValueError(f"reasoning_format must be one of {REASONING_FORMATS}, got {self.reasoning_format!r}")
+        check_reasoning_format(self.reasoning_format)
         if self.max_history is not None and self.max_history < 0:
             raise ValueError(f"max_history must be >= 0 or None, got {self.max_history}")
         if self.max_explanation_words is not None and self.max_explanation_words < 1:
@@ -206,10 +205,17 @@ class PromptConfig:
         return self.priming_text if self.priming_text is not None else DOMAIN_PRIMING[self.domain]
 
     @property
+    def answer_reasoning_format(self) -> ReasoningFormat:
+        """The format the answer's explanation is held to: ``reasoning_format`` with ``reasoning``,
+        ``"free"`` without (a ranking-only answer has no explanation to check). What the rendered
+        prompt, its parser and the RL format reward use."""
+        return self.reasoning_format if self.reasoning else "free"
+
+    @property
     def think(self) -> bool:
         """Whether the answer's explanation must be the three tagged steps (``reasoning_format="think"``
         with ``reasoning``)."""
-        return self.reasoning and self.reasoning_format == "think"
+        return self.answer_reasoning_format == "think"
 
 
 @dataclass
@@ -230,7 +236,8 @@ class RenderedPrompt:
     reasoning: bool = True
     candidate_ids: list[int] = field(default_factory=list)
     reasoning_format: ReasoningFormat = "free"
-    """``"think"``: the explanation must be the three tagged steps (checked by :meth:`parse`)."""
+    """The prompt config's :attr:`PromptConfig.answer_reasoning_format` (``"free"`` without
+    reasoning); ``"think"``: the explanation must be the three tagged steps (checked by :meth:`parse`)."""
 
     @property
     def k(self) -> int:
@@ -253,7 +260,7 @@ class RenderedPrompt:
         """:func:`parse_output` against this prompt's candidates and presentation."""
         req = self.reasoning if require_explanation is None else require_explanation
         return parse_output(text, self.candidate_sids, self.presented, require_explanation=req,
-                            reasoning_format=self.reasoning_format if self.reasoning else "free")
+                            reasoning_format=self.reasoning_format)
 
 
 # --------------------------------------------------------------------------- items
@@ -387,7 +394,7 @@ def system_message(cfg: PromptConfig) -> str:
     limit = (f" Keep it under {cfg.max_explanation_words} words."
              if cfg.max_explanation_words is not None else "")
     if cfg.think:
-        tagged = "\n".join(f"<{tag}>{what}</{tag}>" for tag, what in THINK_STEPS)
+        tagged = steps_text([what for _, what in THINK_STEPS])
         blocks.append("Think before you recommend, in three steps, and write them in \"explanation\" as "
                       "exactly these three tagged blocks, in this order, with nothing around them:\n" + tagged
                       + "\n" + ("Cite items by their SIDs." + limit).strip())
@@ -479,7 +486,7 @@ def build_messages(
         history_total=total,
         reasoning=cfg.reasoning,
         candidate_ids=[int(c.item_id) for c in cands],
-        reasoning_format=cfg.reasoning_format if cfg.reasoning else "free",
+        reasoning_format=cfg.answer_reasoning_format,
     )
 
 

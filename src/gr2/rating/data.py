@@ -19,7 +19,7 @@ import pandas as pd
 from gr2.checks import ConfigError
 from gr2.prompts.rating import RATING_MAX, RATING_MIN
 
-__all__ = ["HELD_OUT", "Example", "examples", "fit_ratings", "rated_sequences", "sample"]
+__all__ = ["HELD_OUT", "Example", "examples", "fit_ratings", "rated_sequences"]
 
 #: Ratings held out at the end of each user's sequence: the split's target and those after it.
 HELD_OUT = {"test": 1, "val": 2, "train": 3}
@@ -68,11 +68,3 @@ def fit_ratings(sequences: list[list[tuple[int, float]]], split: str) -> pd.Data
     held = HELD_OUT[split]
     rows = [(u, i, r) for u, seq in enumerate(sequences) for i, r in seq[:-held]]
     return pd.DataFrame(rows, columns=["user", "item", "rating"])
-
-
-def sample(items: list[Example], n: int | None, seed: int) -> list[Example]:
-    """A seeded sample of ``n`` examples (all when ``n`` is ``None`` or not smaller), in user order."""
-    if n is None or n >= len(items):
-        return list(items)
-    keep = np.sort(np.random.default_rng(seed).choice(len(items), size=n, replace=False))
-    return [items[i] for i in keep]

@@ -13,7 +13,7 @@ from gr2.rating.config import RatingConfig
 from gr2.rating.data import Example
 from gr2.rating.rewards import RatingReward
 
-__all__ = ["answers", "prompts", "train_rl"]
+__all__ = ["answer_settings", "answers", "prompts", "train_rl"]
 
 #: ``item_id → (title, categories)``, what a prompt shows of an item.
 ItemTexts = Mapping[int, tuple[str, Sequence[str]]]
@@ -27,12 +27,20 @@ def prompts(examples: Sequence[Example], items: ItemTexts, tokenizer: Any, noun:
             for e in examples]
 
 
-def answers(model: Any, tokenizer: Any, texts: Sequence[str], cfg: RatingConfig) -> list[str]:
-    """Greedy answers of at most ``max_completion_length`` tokens (the RL rollouts' limit)."""
-    from gr2.llm.generate import GenerationParams, generate_texts
+def answer_settings(cfg: RatingConfig) -> dict[str, Any]:
+    """How :func:`answers` generates: greedy answers of at most ``max_completion_length`` tokens (the
+    RL rollouts' limit), ``eval_batch_size`` prompts at a time (``params``, ``batch_size``)."""
+    from gr2.llm.generate import GenerationParams
 
-    params = GenerationParams(max_new_tokens=cfg.max_completion_length, temperature=0.0)
-    return generate_texts(model, tokenizer, texts, params, batch_size=cfg.eval_batch_size, progress=True)
+    return {"params": GenerationParams(max_new_tokens=cfg.max_completion_length, temperature=0.0),
+            "batch_size": cfg.eval_batch_size}
+
+
+def answers(model: Any, tokenizer: Any, texts: Sequence[str], cfg: RatingConfig) -> list[str]:
+    """The student's answers to ``texts``, generated as :func:`answer_settings` says."""
+    from gr2.llm.generate import generate_texts
+
+    return generate_texts(model, tokenizer, texts, **answer_settings(cfg), progress=True)
 
 
 def train_rl(model: Any, tokenizer: Any, rows: Sequence[Mapping[str, Any]], cfg: RatingConfig,

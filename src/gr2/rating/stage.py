@@ -8,6 +8,9 @@ under ``rating/``:
   rating, the share in the full format, the parse statuses; the RL run's settings and log; timings;
 * ``results.md`` — the same as two tables;
 * ``outputs/<row>.jsonl`` — each LLM answer with its parse and prediction;
+* ``zero_shot.json`` — the student's zero-shot answers and the key of what decided them (the student's
+  files, the prompts, the generation settings: :func:`zero_shot_key`); a re-run of the stage (another
+  RL setting, ``--force``) reads them back instead of generating them again when the key is the same;
 * ``model/`` — the RL-trained student (``tb/`` its TensorBoard logs; ``checkpoints/`` while training).
 
 An LLM answer without a usable rating is scored as the global mean (and counted), so every row is
@@ -16,27 +19,38 @@ scored on the same users.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
 import shutil
 import time
 from collections import Counter
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
+from gr2.lists import seeded_sample
 from gr2.metrics.rating import rating_errors
 from gr2.prompts.rating import STATUSES, parse_rating
 from gr2.rating import baselines
 from gr2.rating.config import RatingConfig
-from gr2.rating.data import Example, examples, fit_ratings, rated_sequences, sample
-from gr2.runs import RunDir, atomic_path, atomic_write_json, atomic_write_text
+from gr2.rating.data import Example, examples, fit_ratings, rated_sequences
+from gr2.runs import (
+    RunDir,
+    atomic_path,
+    atomic_write_json,
+    atomic_write_text,
+    read_json,
+)
 
 log = logging.getLogger(__name__)
 
 OUTPUTS = ("rating/results.json", "rating/results.md", "rating/model/config.json")
 ZERO_SHOT, AFTER_RL = "student zero-shot", "student after pure RL"
+ZERO_SHOT_FILE = "zero_shot.json"
 
 
 def run_rating(run: RunDir, cfg: RatingConfig) -> dict[str, Any]:
@@ -72,7 +86,7 @@ def run_rating(run: RunDir, cfg: RatingConfig) -> dict[str, Any]:
             fit, users, item_ids, cfg.mf_factors, cfg.mf_epochs, cfg.mf_lr, cfg.mf_reg, cfg.seed),
     }
     lap("baselines")
-    chosen = sample(scored, cfg.eval_examples, cfg.seed)
+    chosen = seeded_sample(scored, cfg.eval_examples, cfg.seed)
     rows = np.searchsorted(users, [e.user for e in chosen])  # examples are in user order
     log.info("rating: %d %s users (%d fit ratings); LLM rows on %d", len(scored), cfg.split, len(fit), len(chosen))
 
@@ -80,10 +94,11 @@ def run_rating(run: RunDir, cfg: RatingConfig) -> dict[str, Any]:
     model, tok = load(source)
     eval_prompts = prompts(chosen, items, tok, cfg.item_noun)
     llm: dict[str, dict[str, Any]] = {}
-    llm[ZERO_SHOT] = _score_answers(answers(model, tok, eval_prompts, cfg), mean)
+    zero_shot = zero_shot_answers(out / ZERO_SHOT_FILE, model, tok, eval_prompts, cfg, source)
+    llm[ZERO_SHOT] = _score_answers(zero_shot, mean)
     lap("zero_shot")
 
-    train = sample(examples(sequences, "train", cfg.max_history), cfg.train_examples, cfg.seed)
+    train = seeded_sample(examples(sequences, "train", cfg.max_history), cfg.train_examples, cfg.seed)
     if not train:
         raise RuntimeError("rating: no user has a rating before their validation rating to train RL on "
                            "(every user needs at least 4 ratings)")
@@ -110,6 +125,46 @@ def run_rating(run: RunDir, cfg: RatingConfig) -> dict[str, Any]:
         shutil.rmtree(out / "checkpoints", ignore_errors=True)
     return {"users": len(scored), "sample": len(chosen), "rl_steps": info["global_step"],
             **{f"rmse {name}": round(s["sample"]["rmse"], 4) for name, s in systems.items()}}
+
+
+def zero_shot_key(source: str, model: Any, texts: Sequence[str], cfg: RatingConfig) -> str:
+    """Hash of what decides the zero-shot answers: the student (its resolved folder with each file's
+    size and modification time, so a retrained or reinstalled model is another; where and in what
+    precision it runs), the prompt texts (the sampled examples, the items, ``max_history``, the noun,
+    the chat template) and the generation settings (:func:`gr2.rating.llm.answer_settings`)."""
+    from gr2.llm.registry import resolve
+    from gr2.rating.llm import answer_settings
+
+    folder = resolve(source).resolve()
+    files = sorted((p.relative_to(folder).as_posix(), p.stat().st_size, p.stat().st_mtime_ns)
+                   for p in folder.rglob("*") if p.is_file())
+    settings = answer_settings(cfg)
+    payload = {
+        "model": {"folder": str(folder), "files": files, "device": str(getattr(model, "device", "")),
+                  "dtype": str(getattr(model, "dtype", ""))},
+        "prompts": hashlib.sha256(json.dumps(list(texts)).encode()).hexdigest(),
+        "params": settings["params"].to_dict(), "batch_size": settings["batch_size"],
+    }
+    return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def zero_shot_answers(path: Path, model: Any, tokenizer: Any, texts: Sequence[str], cfg: RatingConfig,
+                      source: str) -> list[str]:
+    """The student's answers to ``texts`` before RL: those saved in ``path`` when they were made under
+    the same :func:`zero_shot_key`, else generated (:func:`gr2.rating.llm.answers`) and saved there."""
+    from gr2.rating.llm import answers
+
+    key = zero_shot_key(source, model, texts, cfg)
+    try:
+        saved = read_json(path)
+    except (OSError, ValueError):
+        saved = None
+    if isinstance(saved, dict) and saved.get("key") == key and len(saved.get("answers") or ()) == len(texts):
+        log.info("rating: zero-shot answers read from %s (same student, prompts and settings)", path)
+        return [str(a) for a in saved["answers"]]
+    generated = answers(model, tokenizer, texts, cfg)
+    atomic_write_json(path, {"key": key, "answers": generated})
+    return generated
 
 
 def _score_answers(texts: list[str], fallback: float) -> dict[str, Any]:

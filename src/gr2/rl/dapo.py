@@ -27,7 +27,7 @@ from typing import Any
 import numpy as np
 
 from gr2.prompts.chat import completion_text
-from gr2.prompts.parse import REASONING_FORMATS, parse_output
+from gr2.prompts.parse import check_reasoning_format, parse_output
 from gr2.rl.rewards import (
     DEFAULT_ALPHA,
     DEFAULT_INVALID,
@@ -77,8 +77,7 @@ class RerankReward:
         overlong_buffer: int = 0,
         reasoning_format: str = "free",
     ) -> None:
-        if reasoning_format not in REASONING_FORMATS:
-            raise ValueError(f"reasoning_format must be one of {REASONING_FORMATS}, got {reasoning_format!r}")
+        check_reasoning_format(reasoning_format)
         if reward not in REWARDS:
             raise ValueError(f"unknown reward {reward!r}; known: {sorted(REWARDS)}")
         if overlong_buffer and max_completion_length is None:

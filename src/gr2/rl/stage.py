@@ -137,7 +137,7 @@ def train_rl(model: Any, tokenizer: Any, rows: Sequence[Mapping[str, Any]], cfg:
     log_path = Path(out_dir) / "log.jsonl"
     reward = RerankReward(cfg.reward, alpha=cfg.alpha, invalid=cfg.invalid_reward, reasoning=cfg.reasoning,
                           max_completion_length=cfg.max_completion_length, overlong_buffer=cfg.overlong_buffer,
-                          reasoning_format=cfg.prompt.reasoning_format)
+                          reasoning_format=cfg.prompt_config.answer_reasoning_format)
 
     def keep_log_to(ckpt: Path | None) -> None:
         if not is_main():

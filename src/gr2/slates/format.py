@@ -42,7 +42,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from gr2.data.loaders import DataFormatError, _first_bad_byte
+from gr2.data.loaders import DataFormatError, _first_bad_byte, read_table
 
 log = logging.getLogger(__name__)
 
@@ -92,19 +92,11 @@ def read_rows(path: Path) -> tuple[list[dict[str, Any]], list[str]]:
         return rows, where
     if suffix in (".parquet", ".csv"):
         try:
-            df = pd.read_parquet(path) if suffix == ".parquet" else pd.read_csv(
-                path, dtype=str, keep_default_na=False, encoding="utf-8")
-        except UnicodeDecodeError:
-            raise SlateFormatError(f"{path}: not UTF-8 text ({_first_bad_byte(path)}): save the file as UTF-8") from None
-        except (pd.errors.ParserError, pd.errors.EmptyDataError, OSError, ValueError) as exc:
-            raise SlateFormatError(f"{path}: cannot be read: {' '.join(str(exc).split())}") from exc
+            df, _ = read_table(path)  # the data loader's reading and checks (UTF-8, CSV width, no rows)
+        except DataFormatError as exc:
+            raise SlateFormatError(str(exc)) from exc.__cause__
         first = 2 if suffix == ".csv" else 0  # CSV: the header is line 1
         label = "line" if suffix == ".csv" else "row"
-        if suffix == ".csv" and not isinstance(df.index, pd.RangeIndex):
-            # pandas takes the extra leading fields of a first row longer than the header as the index
-            raise SlateFormatError(f"{path}: line 2: {df.index.nlevels + len(df.columns)} fields but the header "
-                                   f"has {len(df.columns)} column(s); expected one value per column (quote a "
-                                   "value that contains ',')")
         return df.to_dict("records"), [f"{label} {i + first}" for i in range(len(df))]
     raise SlateFormatError(f"{path}: expected a .parquet, .jsonl or .csv file")
 

@@ -304,14 +304,15 @@ class OpenAITeacher:
             futures = [pool.submit(self._post, b, stop) for b in bodies]
             concurrent.futures.wait(futures, return_when=concurrent.futures.FIRST_EXCEPTION)
             errors = [f.exception() for f in futures if f.done() and f.exception() is not None]
-            if errors:
-                stop.set()
+            if errors:  # the other requests are stopped below, before the error leaves this call
                 raise next((e for e in errors if not isinstance(e, _Stopped)), errors[0])
             return [f.result() for f in futures]
         finally:
             # After an error (or an interrupt) the requests still in flight end after their current
             # HTTP call (a blocking read cannot be cut short; the interpreter would wait for it at
-            # exit anyway) and try nothing more: nothing of this call runs on after it.
+            # exit anyway) and try nothing more: nothing of this call runs on after it. The one
+            # stop.set() of every path; it must come before the shutdown, which waits for the workers:
+            # one waiting in _acquire (every server down) or about to retry ends only on it.
             stop.set()
             pool.shutdown(wait=True, cancel_futures=True)
 

@@ -111,6 +111,11 @@ class DAPOFields(TrainingFields):
     """Rollout sampling temperature (DAPO: 1.0)."""
     top_p: float = 1.0
     """Rollout nucleus-sampling mass (DAPO: 1.0)."""
+    seeded_rollouts: bool = False
+    """Sample each rollout from a random stream of its own, keyed by (``seed``, step, generation round,
+    its row in the global batch) (:mod:`gr2.llm.seeded`): the rollouts, and so the whole run, are the
+    same whatever the number of training processes (``accelerate launch``). Off: transformers' sampler
+    on each process's own generator (another process count samples other rollouts)."""
 
     # -- optimisation ---------------------------------------------------------------------------
     lr: float = 1e-6
@@ -142,6 +147,8 @@ class DAPOFields(TrainingFields):
             "temperature must be > 0 (rollouts are sampled)": self.temperature > 0,
             "top_p must be in (0, 1]": 0 < self.top_p <= 1,
             "scale_rewards must be 'group' or 'none'": self.scale_rewards in ("group", "none"),
+            "seeded_rollouts samples through transformers' generate, not vLLM (use_vllm)":
+                not (self.seeded_rollouts and self.use_vllm),
             f"steps must be >= 1, got {self.steps}": at_least(self.steps, 1),
             f"batch_size must be >= 1, got {self.batch_size}": at_least(self.batch_size, 1),
             "grad_accum must divide batch_size * num_generations":

@@ -51,7 +51,15 @@ groups in the dataloader's batch, before filtering), ``dapo/resample_rounds``, `
 the first two are logged and the batch is left as TRL built it.
 
 Groups are identified in the gathered (global) reward vector, so every process takes the same
-decisions and runs the same number of rounds; only a single process is exercised by the tests.
+decisions and runs the same number of rounds.
+
+**Seeded rollouts** (``seeded_rollouts=True``; the ``seeded_rollouts`` setting). transformers samples
+a process's rows from that process's generator, so the same global batch split over two processes
+samples other completions. With seeded rollouts every row is sampled by a
+:class:`gr2.llm.seeded.SeededSampler` (the last logits processor, after the constraint) from a stream
+keyed by ``(seed, global step, micro-step, round)`` and the row's index in the global generation
+batch: a run launched as N processes samples the same rollouts, and so trains like one process
+(tests/core/test_multiprocess.py, 2 processes).
 
 **Constrained rollouts** (``constraint=``, a :class:`gr2.llm.constrained.RankingConstraint`; the
 ``rl.constrained`` setting). TRL generates with ``unwrapped_model.generate(**inputs,
@@ -68,6 +76,7 @@ batching generate elsewhere and are refused.
 
 from __future__ import annotations
 
+import copy
 import importlib.util
 import logging
 import math
@@ -82,7 +91,8 @@ import torch
 import torch.nn.functional as F
 from trl import GRPOTrainer
 
-from gr2.llm.constrained import RankingConstraint, RankingLogitsProcessor
+from gr2.llm.constrained import RankingConstraint
+from gr2.llm.seeded import SeededSampler
 
 if TYPE_CHECKING:
     from gr2.training.config import DAPOFields
@@ -161,6 +171,7 @@ def train_dapo(model: Any, tokenizer: Any, rows: Sequence[Mapping[str, Any]], cf
         train_dataset=Dataset.from_list([dict(r) for r in rows]), processing_class=tokenizer,
         peft_config=lora_config(cfg) if cfg.lora else None, callbacks=[tb_callback, *callbacks],
         dynamic_sampling=cfg.dynamic_sampling, max_resample_rounds=cfg.max_resample_rounds, constraint=constraint,
+        seeded_rollouts=cfg.seeded_rollouts,
     )
     ckpt = latest_checkpoint(out_dir / "checkpoints")
     if ckpt is not None:
@@ -243,15 +254,20 @@ _PER_ROW = ("advantages",)
 
 class DAPOTrainer(GRPOTrainer):
     """``GRPOTrainer`` + DAPO's dynamic sampling (see the module docstring for exactly what is
-    dropped and refilled) + optionally constrained rollouts. Extra keyword arguments:
-    ``dynamic_sampling`` (default on), ``max_resample_rounds`` and ``constraint`` (``None``: free
-    sampling; the dataset then needs no ``candidate_sids`` column)."""
+    dropped and refilled) + optionally constrained and seeded rollouts. Extra keyword arguments:
+    ``dynamic_sampling`` (default on), ``max_resample_rounds``, ``constraint`` (``None``: free
+    sampling; the dataset then needs no ``candidate_sids`` column) and ``seeded_rollouts``."""
 
     def __init__(self, *args: Any, dynamic_sampling: bool = True, max_resample_rounds: int = 3,
-                 constraint: RankingConstraint | None = None, **kwargs: Any) -> None:
+                 constraint: RankingConstraint | None = None, seeded_rollouts: bool = False, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         if max_resample_rounds < 0:
             raise ValueError("max_resample_rounds must be >= 0")
+        self.seeded_rollouts = seeded_rollouts
+        self._round = 0
+        if seeded_rollouts and (self.use_vllm or self.use_transformers_continuous_batching):
+            raise ValueError("seeded rollouts sample through transformers' generate: not with vLLM or "
+                             "continuous batching (set seeded_rollouts=false)")
         self.dynamic_sampling = dynamic_sampling
         self.max_resample_rounds = max_resample_rounds
         self._round_rewards: list[float] = []
@@ -288,25 +304,45 @@ class DAPOTrainer(GRPOTrainer):
         return per_func
 
     def _generate_single_turn(self, prompt_ids: list, *args: Any, **kwargs: Any) -> Any:
-        """TRL's generation, through the ranking constraint of this round's rows when one is set."""
-        if self.constraint is None:
+        """TRL's generation, through the ranking constraint of this round's rows when one is set and
+        sampled by a :class:`~gr2.llm.seeded.SeededSampler` with ``seeded_rollouts``."""
+        model = self.accelerator.unwrap_model(self.model_wrapped)
+        processors: list[Any] = []
+        if self.constraint is not None:
+            if len(prompt_ids) != len(self._round_candidates):
+                raise RuntimeError(f"{len(prompt_ids)} prompts to generate for {len(self._round_candidates)} "
+                                   "candidate lists: the rows of a generation round are not the batch's rows")
+            processors.append(self.constraint.processor(self._round_candidates, self.generation_config.max_new_tokens))
+        if self.seeded_rollouts:
+            processors.append(self._seeded_sampler(model, len(prompt_ids)))
+        if not processors:
             return super()._generate_single_turn(prompt_ids, *args, **kwargs)
-        if len(prompt_ids) != len(self._round_candidates):
-            raise RuntimeError(f"{len(prompt_ids)} prompts to generate for {len(self._round_candidates)} "
-                               "candidate lists: the rows of a generation round are not the batch's rows")
-        processor = self.constraint.processor(self._round_candidates, self.generation_config.max_new_tokens)
-        with _bound_logits_processor(self.accelerator.unwrap_model(self.model_wrapped), processor):
+        with _bound_logits_processors(model, processors):
             out = super()._generate_single_turn(prompt_ids, *args, **kwargs)
-        if processor.steps == 0:
-            raise RuntimeError("constrained rollouts: TRL generated without calling the ranking constraint "
+        if any(p.steps == 0 for p in processors):
+            raise RuntimeError("rollouts: TRL generated without calling gr2's logits processors "
                                "(its generation path changed)")
         return out
 
-    def _generate_round(self, inputs: list[dict[str, Any]]) -> dict[str, Any]:
-        """TRL's generate-and-score on one generation batch; its rows' candidates are kept for the
-        constraint (the rows are generated in this order)."""
+    def _seeded_sampler(self, model: Any, rows: int) -> SeededSampler:
+        """The sampler of this round's ``rows`` (this process's slice of the global generation batch),
+        keyed by ``(seed, step, micro-step, round)`` like the refill prompts. It applies the warpers of
+        the configuration ``generate`` will use: TRL's, completed from the model's defaults as
+        transformers completes it."""
+        cfg = copy.deepcopy(self.generation_config)
+        cfg.update(**model.generation_config.to_dict(), defaults_only=True)
+        micro = self._step % self.args.gradient_accumulation_steps
+        key = (self.args.seed, self.state.global_step, micro, self._round)
+        return SeededSampler(cfg, key, first_row=self.accelerator.process_index * rows,
+                             total_rows=rows * self.accelerator.num_processes)
+
+    def _generate_round(self, inputs: list[dict[str, Any]], rnd: int = 0) -> dict[str, Any]:
+        """TRL's generate-and-score on one generation batch (``rnd``: 0 = the dataloader's, then the
+        resample rounds); its rows' candidates are kept for the constraint (the rows are generated
+        in this order)."""
         if self.constraint is not None:
             self._round_candidates = [list(x["candidate_sids"]) for x in inputs]
+        self._round = rnd
         return super()._generate_and_score_completions(inputs)
 
     def _generate_and_score_completions(self, inputs: list[dict[str, Any]]) -> dict[str, Any]:
@@ -323,7 +359,7 @@ class DAPOTrainer(GRPOTrainer):
         rewards = [self._round_rewards]
 
         def draw(rnd: int) -> list[float]:
-            outputs.append(generate(self._refill_inputs(len(inputs), rnd)))
+            outputs.append(generate(self._refill_inputs(len(inputs), rnd), rnd))
             rewards.append(self._round_rewards)
             return self._round_rewards
 
@@ -390,19 +426,20 @@ class DAPOTrainer(GRPOTrainer):
 
 
 @contextmanager
-def _bound_logits_processor(model: Any, processor: RankingLogitsProcessor) -> Iterator[None]:
-    """``model.generate`` called with ``logits_processor=[processor]`` inside the block (TRL's
-    ``_generate_single_turn`` passes no processor of its own); an instance-level ``generate``
-    (e.g. a ``custom_generate``) is restored afterwards."""
+def _bound_logits_processors(model: Any, processors: Sequence[Any]) -> Iterator[None]:
+    """``model.generate`` called with ``logits_processor=processors`` (in that order, before
+    transformers' sampling warpers) inside the block (TRL's ``_generate_single_turn`` passes no
+    processor of its own); an instance-level ``generate`` (e.g. a ``custom_generate``) is restored
+    afterwards."""
     from transformers import LogitsProcessorList
 
     own = model.__dict__.get("generate")
     generate = model.generate
 
-    def constrained(*args: Any, **kwargs: Any) -> Any:
-        return generate(*args, logits_processor=LogitsProcessorList([processor]), **kwargs)
+    def bound(*args: Any, **kwargs: Any) -> Any:
+        return generate(*args, logits_processor=LogitsProcessorList(processors), **kwargs)
 
-    model.generate = constrained
+    model.generate = bound
     try:
         yield
     finally:
