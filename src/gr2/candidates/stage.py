@@ -38,6 +38,7 @@ from gr2.candidates.config import CandidatesConfig
 from gr2.checks import ConfigError
 from gr2.data.splits import Split
 from gr2.data.stage import load_split
+from gr2.lists import sample_indices, seeded_sample
 from gr2.metrics.ranking import target_rank_metrics
 from gr2.prerank import make_preranker
 from gr2.prerank.base import Preranker, top_k
@@ -92,8 +93,7 @@ def sample_lists(df: pd.DataFrame, n: int | None, seed: int) -> pd.DataFrame:
     ``n_train_examples`` is the number of training lists one actually gets."""
     if n is None or n >= len(df):
         return df
-    keep = np.sort(np.random.default_rng(seed).choice(len(df), size=n, replace=False))
-    return df.iloc[keep].reset_index(drop=True)
+    return df.iloc[sample_indices(len(df), n, seed)].reset_index(drop=True)
 
 
 def example_ids(name: str, examples: list[Example]) -> list[str]:
@@ -188,12 +188,7 @@ def fit_preranker(cfg: CandidatesConfig, name: str, train: list[list[int]], n_it
 
 def eval_examples(split: Split, name: str, cfg: CandidatesConfig) -> list[Example]:
     """Val/test examples, or the same seeded sample of ``n_eval_examples`` users for both splits."""
-    examples = split.examples(name)
-    n = cfg.n_eval_examples
-    if n is None or n >= len(examples):
-        return examples
-    keep = np.sort(np.random.default_rng(cfg.seed).choice(len(examples), size=n, replace=False))
-    return [examples[i] for i in keep]
+    return seeded_sample(split.examples(name), cfg.n_eval_examples, cfg.seed)
 
 
 def run_candidates(run: RunDir, cfg: CandidatesConfig) -> dict:

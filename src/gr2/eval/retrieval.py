@@ -8,8 +8,6 @@ from __future__ import annotations
 
 from typing import Any
 
-import numpy as np
-
 from gr2.llm.retrieval import evaluate_retrieval
 
 __all__ = ["run_retrieval_eval"]
@@ -31,6 +29,7 @@ def run_retrieval_eval(
     import pandas as pd
 
     from gr2.data.stage import load_split
+    from gr2.lists import seeded_sample
     from gr2.llm.registry import load
     from gr2.prerank import full_catalogue_metrics, make_preranker
     from gr2.reuse import detach
@@ -38,10 +37,7 @@ def run_retrieval_eval(
 
     data = load_split(run)
     n_items = read_json(run.file("data", "stats.json"))["items"]
-    examples = data.examples(split)
-    if sample is not None and sample < len(examples):
-        keep = np.sort(np.random.default_rng(seed).choice(len(examples), size=int(sample), replace=False))
-        examples = [examples[i] for i in keep]
+    examples = seeded_sample(data.examples(split), sample, seed)
     histories = [h for _, h, _ in examples]
     targets = [t for _, _, t in examples]
     rows: dict[str, dict[str, float]] = {}

@@ -119,14 +119,11 @@ def evaluate_retrieval(
     Returns ``{"R@5", "R@10", "N@5", "N@10", "n", "num_beams", "exclude_seen", "seconds",
     "ms_per_example"}`` (+ ``"rankings"``: ``[[(item, logprob), ...], ...]`` with ``return_rankings``).
     """
+    from gr2.lists import seeded_sample
     from gr2.llm.decoding import SidTrie, constrained_beam_search
 
     codes = codes_table(sids_table)
-    pairs = as_examples(examples)
-    if sample is not None and sample < len(pairs):
-        rng = np.random.default_rng(seed)
-        keep = np.sort(rng.choice(len(pairs), size=int(sample), replace=False))
-        pairs = [pairs[i] for i in keep]
+    pairs = seeded_sample(as_examples(examples), sample, seed)
     kmax = max(ks)
     num_beams = max(10, kmax) if num_beams is None else int(num_beams)
     prompt_fn = prompt_fn or default_prompt_fn()

@@ -19,9 +19,9 @@ import logging
 import time
 from typing import Any
 
-import numpy as np
 import pandas as pd
 
+from gr2.lists import seeded_sample
 from gr2.prompts.items import load_item_texts
 from gr2.prompts.render import ItemText
 from gr2.runs import RunDir, atomic_write_json, atomic_write_text
@@ -54,9 +54,7 @@ def load_examples(lists: pd.DataFrame, texts: dict[int, ItemText], n: int | None
         keep.append(TraceExample(str(row.example_id), tuple(texts[int(h)] for h in row.history),
                                  tuple(texts[c] for c in cands), cands.index(target), labels))
     counts = {"lists": len(lists), "with_target": len(keep)}
-    if n is not None and n < len(keep):
-        idx = np.sort(np.random.default_rng(seed).choice(len(keep), size=n, replace=False))
-        keep = [keep[i] for i in idx]
+    keep = seeded_sample(keep, n, seed)
     counts["sampled"] = len(keep)
     return keep, counts
 
