@@ -9,7 +9,9 @@ Paths: ``bare`` (a hand-written loop, full logits), ``trl`` (ours: the compact L
 :func:`gr2.training.loop.compact_lm_head`, the default), ``trl-full-head`` (``compact_lm_head=false``:
 TRL's own CPU path, every position through the LM head), ``trl-grouped`` (``trl`` with
 ``group_by_length``: batches of similar lengths, so less padding; other batches than the paths
-above, which all see the examples in file order). The compute floor is the tokens/s at which
+above, which all see the examples in file order), ``trl-compiled`` (``trl`` with ``torch_compile``:
+the model compiled by ``torch.compile``; the compile runs in the untimed first step and again, in the
+timed ones, whenever a new batch shape makes it recompile). The compute floor is the tokens/s at which
 the step's matmul FLOPs (≈ 6 × parameters per token for a full fine-tune, the forward and backward of
 every weight) would take exactly the machine's measured fp32 matmul throughput (:func:`matmul_flops`).
 
@@ -94,7 +96,7 @@ def matmul_flops(threads: int, size: int = 1024, repeats: int = 20) -> float:
     return 2 * size**3 * repeats / (time.perf_counter() - start)
 
 
-def bench_trl(df, steps, bs, lr, max_len, out_dir, name, lora, compact=True, grouped=False):
+def bench_trl(df, steps, bs, lr, max_len, out_dir, name, lora, compact=True, grouped=False, compiled=False):
     from transformers import TrainerCallback
 
     from gr2.midtrain.config import MidtrainConfig
@@ -111,7 +113,7 @@ def bench_trl(df, steps, bs, lr, max_len, out_dir, name, lora, compact=True, gro
             times.append(time.perf_counter() - self.t)
 
     cfg = MidtrainConfig(batch_size=bs, max_seq_len=max_len, save_steps=10**9, logging_steps=1, compact_lm_head=compact,
-                         group_by_length=grouped)
+                         group_by_length=grouped, torch_compile=compiled)
     args = sft_args(cfg, out_dir, steps, lr, 0.0, 0.0, "cpu")
     if not grouped:
         args.train_sampling_strategy = "sequential"  # the same batches, in the same order, as the bare loop
@@ -184,7 +186,7 @@ def main() -> None:
     ap.add_argument("--model", default="smollm2-135m", help="registry name or folder")
     ap.add_argument("--lora", action="store_true", help="LoRA adapters instead of full fine-tuning")
     ap.add_argument("--paths", nargs="+", default=["bare", "trl", "trl-full-head"],
-                    choices=["bare", "trl", "trl-full-head", "trl-grouped"])
+                    choices=["bare", "trl", "trl-full-head", "trl-grouped", "trl-compiled"])
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
@@ -202,7 +204,7 @@ def main() -> None:
             pool = examples(args.steps * args.batch_size * 8, Path(args.examples), args.model) if name == "trl-grouped" else df
             times, tokens = bench_trl(pool, args.steps, args.batch_size, args.lr, args.max_seq_len,
                                       Path(args.out) / name, args.model, args.lora, compact=name != "trl-full-head",
-                                      grouped=name == "trl-grouped")
+                                      grouped=name == "trl-grouped", compiled=name == "trl-compiled")
         t, n = sum(times[1:]), sum(tokens[1:len(times)])
         res[name] = {"timed_steps": len(times) - 1, "seconds": round(t, 2), "tokens": n,
                      "tokens_per_s": round(n / t, 1), "s_per_step": round(t / max(1, len(times) - 1), 2),

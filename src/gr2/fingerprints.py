@@ -25,4 +25,7 @@ NEUTRAL_FIELDS: dict[str, Any] = {
     "reasoning_format": "free",  # prompts (traces, rl): the free-text explanation, as before
     "engine": "pandas",  # data: the in-memory path, as before (duckdb writes the same files)
     "seeded_rollouts": False,  # rl, rating: transformers' own sampler, as before
+    "torch_compile": False,  # training: eager PyTorch, as before
+    "liger_kernels": False,  # training: PyTorch's own kernels, as before
+    "rollout_cache": "dynamic",  # rl, rating: transformers' default cache, as before
 }

@@ -60,6 +60,15 @@ class TrainingFields:
     position — prompt and padding included — through the 49k-way head (:func:`gr2.training.loop.compact_lm_head`;
     the saving is measured in BENCHMARKS.md, "Training throughput"). Same log-probabilities either way."""
 
+    torch_compile: bool = False
+    """Compile the model with ``torch.compile`` (transformers' ``torch_compile``) before training: fused
+    kernels for the forward and backward, paid for by a compile at the first steps and again at every
+    new batch shape. Measured in BENCHMARKS.md ("Training throughput")."""
+    liger_kernels: bool = False
+    """Liger's Triton kernels (fused RMSNorm, SwiGLU, RoPE and linear cross-entropy: the logits are
+    never materialised) through transformers' ``use_liger_kernel``. CUDA only and ``pip install
+    liger-kernel``; refused otherwise (:func:`gr2.training.setup.start_training`). Untested on a GPU so far."""
+
     def training_checks(self) -> dict[str, bool]:
         """Range checks of these shared fields, for the stage's ``__post_init__`` (:func:`gr2.checks.check`)."""
         return {
@@ -99,6 +108,11 @@ class DAPOFields(TrainingFields):
     max_resample_rounds: int = 3
     """Extra generation rounds at most per step to refill dropped groups; if the batch is still not
     full the step trains on the groups it has (logged)."""
+    rollout_cache: Literal["dynamic", "static"] = "dynamic"
+    """KV cache of rollout generation (TRL's ``cache_implementation``): ``dynamic`` grows with the
+    sequence; ``static`` is allocated once at ``max_completion_length`` (fixed shapes), and on CUDA
+    transformers then compiles the decoding step (``torch.compile``: no per-token Python overhead
+    after the first call). Untested on a GPU so far."""
     use_vllm: bool = False
     """Generate rollouts with vLLM through TRL (``GRPOConfig.use_vllm``; needs ``pip install vllm`` and a
     GPU). Off: transformers' ``generate`` (CPU-safe)."""
@@ -147,6 +161,7 @@ class DAPOFields(TrainingFields):
             "temperature must be > 0 (rollouts are sampled)": self.temperature > 0,
             "top_p must be in (0, 1]": 0 < self.top_p <= 1,
             "scale_rewards must be 'group' or 'none'": self.scale_rewards in ("group", "none"),
+            "rollout_cache must be 'dynamic' or 'static'": self.rollout_cache in ("dynamic", "static"),
             "seeded_rollouts samples through transformers' generate, not vLLM (use_vllm)":
                 not (self.seeded_rollouts and self.use_vllm),
             f"steps must be >= 1, got {self.steps}": at_least(self.steps, 1),

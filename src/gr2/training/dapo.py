@@ -136,9 +136,22 @@ def grpo_args(cfg: DAPOFields, output_dir: Path, device: str) -> Any:
         beta=cfg.beta,
         loss_type=cfg.loss_type,
         scale_rewards=cfg.scale_rewards,
+        **rollout_cache(cfg.rollout_cache, device),
         **vllm,
         **trainer_defaults(cfg, device),
     )
+
+
+def rollout_cache(cache: str, device: str) -> dict[str, Any]:
+    """``GRPOConfig`` arguments for the rollouts' KV cache (the ``rollout_cache`` setting): ``static``
+    sets TRL's ``cache_implementation``, and on CUDA lets transformers compile the decoding step (TRL
+    turns that off by default: ``disable_compile``); ``dynamic`` changes nothing."""
+    if cache == "dynamic":
+        return {}
+    out: dict[str, Any] = {"cache_implementation": "static"}
+    if device.startswith("cuda"):
+        out["generation_kwargs"] = {"disable_compile": False}
+    return out
 
 
 def train_dapo(model: Any, tokenizer: Any, rows: Sequence[Mapping[str, Any]], cfg: DAPOFields, out_dir: Path,

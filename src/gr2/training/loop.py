@@ -75,6 +75,8 @@ def trainer_defaults(cfg: Any, device: str) -> dict[str, Any]:
         "data_seed": cfg.seed,
         "dataloader_num_workers": 0,
         "disable_tqdm": False,  # a progress bar on long work
+        "torch_compile": bool(getattr(cfg, "torch_compile", False)),
+        "use_liger_kernel": bool(getattr(cfg, "liger_kernels", False)),
     }
 
 

@@ -33,11 +33,27 @@ def start_training(cfg: Any, model: Any = None) -> str:
     if cfg.num_threads:
         torch.set_num_threads(cfg.num_threads)
     device = resolve_device(cfg.device)
+    if getattr(cfg, "liger_kernels", False):
+        check_liger(device)
     if model is not None:
         model.to(device)
         if getattr(cfg, "train_top_layers", None):
             train_top_layers(model, cfg.train_top_layers)
     return device
+
+
+def check_liger(device: str) -> None:
+    """A :class:`~gr2.checks.ConfigError` unless Liger's kernels can run: a CUDA device (they are Triton
+    kernels) and the ``liger-kernel`` package."""
+    import importlib.util
+
+    from gr2.checks import ConfigError
+
+    if not device.startswith("cuda"):
+        raise ConfigError(f"liger_kernels=true needs a CUDA device (Liger's kernels are Triton kernels); "
+                          f"this stage trains on {device!r}: set liger_kernels=false")
+    if importlib.util.find_spec("liger_kernel") is None:
+        raise ConfigError("liger_kernels=true needs the liger-kernel package: pip install liger-kernel")
 
 
 def lora_config(cfg: Any) -> Any:
