@@ -25,18 +25,15 @@ several).
 
 from __future__ import annotations
 
-import contextlib
 import datetime as dt
 import os
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 from gr2.checks import ConfigError
 
 __all__ = ["TIMEOUT", "barrier", "is_distributed", "is_main", "launched_processes", "local_device",
-           "main_first", "per_device_batch", "process_index", "refuse_sharded", "save_model",
-           "sharded_weights"]
+           "per_device_batch", "refuse_sharded", "save_model", "sharded_weights"]
 
 _SIZE_VARS = ("WORLD_SIZE", "PMI_SIZE", "OMPI_COMM_WORLD_SIZE", "MV2_COMM_WORLD_SIZE")
 """Where launchers put the process count (torchrun / ``accelerate launch``; MPI)."""
@@ -71,11 +68,6 @@ def _state() -> Any:
     return PartialState(cpu=cpu, timeout=TIMEOUT)
 
 
-def process_index() -> int:
-    """This process's global rank (0 without a launcher)."""
-    return _state().process_index if is_distributed() else 0
-
-
 def is_main() -> bool:
     """True on the process that writes the run directory (global rank 0; always without a launcher)."""
     return not is_distributed() or _state().is_main_process
@@ -85,17 +77,6 @@ def barrier() -> None:
     """Wait until every process gets here (nothing in one process)."""
     if is_distributed():
         _state().wait_for_everyone()
-
-
-@contextlib.contextmanager
-def main_first() -> Iterator[None]:
-    """The block runs on the main process first, then on the others (e.g. "build the file when it is
-    missing, then read it": the others find it built)."""
-    if not is_distributed():
-        yield
-        return
-    with _state().main_process_first():
-        yield
 
 
 def local_device(device: str) -> str:
