@@ -95,3 +95,31 @@ def test_group_by_length_batches_similar_lengths(tmp_path, monkeypatch):
     assert len(mixed["group_by_length"]) == len(mixed["random"]) == 32
     assert sum(mixed["group_by_length"]) <= 4, "at most one mixed batch per mega-batch"
     assert sum(mixed["random"]) >= 10
+
+
+@pytest.mark.slow
+def test_torch_compile_trains_like_eager(tmp_path):
+    """``torch_compile``: the same losses as eager PyTorch (compiled kernels reorder float sums only)
+    over a few steps of the compact-head path. Slow: the compile takes ~30 s here."""
+    import pandas as pd
+
+    from gr2.midtrain.config import MidtrainConfig
+    from gr2.training.loop import run_phase, sft_args
+
+    words = ["Items", "a", "user", "bought", "oldest", "first", "Next", "item", "Purchase", "history"]
+    df = pd.DataFrame([(" ".join(words[: 3 + i % 5]), " item") for i in range(16)], columns=["prompt", "completion"])
+    from torch._dynamo.utils import counters
+
+    losses, graphs = {}, {}
+    for compiled in (False, True):
+        counters.clear()
+        tok = tiny_llm.make_tokenizer([" ".join(words)] * 3)
+        model = tiny_llm.make_model(len(tok)).train()
+        cfg = MidtrainConfig(batch_size=4, max_seq_len=64, save_steps=100, logging_steps=1, torch_compile=compiled)
+        args = sft_args(cfg, tmp_path / str(compiled), 4, 1e-3, 0.0, 0.0, "cpu")
+        assert args.torch_compile is compiled
+        _, info = run_phase(model, tok, df, args, tmp_path / f"tb{compiled}")
+        losses[compiled] = [h["loss"] for h in info["log"] if "loss" in h]
+        graphs[compiled] = counters["stats"]["unique_graphs"]
+    assert graphs == {False: 0, True: graphs[True]} and graphs[True] > 0  # dynamo compiled the model
+    assert len(losses[True]) == 4 and losses[True] == pytest.approx(losses[False], rel=1e-4)
