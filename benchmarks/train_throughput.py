@@ -11,9 +11,12 @@ TRL's own CPU path, every position through the LM head), ``trl-grouped`` (``trl`
 ``group_by_length``: batches of similar lengths, so less padding; other batches than the paths
 above, which all see the examples in file order), ``trl-compiled`` (``trl`` with ``torch_compile``:
 the model compiled by ``torch.compile``; the compile runs in the untimed first step and again, in the
-timed ones, whenever a new batch shape makes it recompile). The compute floor is the tokens/s at which
+timed ones, whenever a new batch shape makes it recompile), ``trl-liger`` (``trl`` with Liger's
+kernels; CUDA and ``pip install liger-kernel`` only). ``--device cuda`` (the default when CUDA is
+present) trains in bf16 (the stages' precision there; the bare loop under bf16 autocast) and measures
+the floor against bf16 matmuls. The compute floor is the tokens/s at which
 the step's matmul FLOPs (≈ 6 × parameters per token for a full fine-tune, the forward and backward of
-every weight) would take exactly the machine's measured fp32 matmul throughput (:func:`matmul_flops`).
+every weight) would take exactly the machine's measured matmul throughput (:func:`matmul_flops`).
 
 Examples (``--examples``): mid-training examples (``runs/midtrain-beauty/midtrain/examples/train.parquet``
 when present, written by benchmarks/midtrain_beauty.py), or a run's ``traces/accepted.jsonl`` for the
@@ -68,7 +71,7 @@ def trace_examples(n: int, path: Path, model: str) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=["task", "prompt", "completion"])
 
 
-def fresh_model(name: str, lora: bool):
+def fresh_model(name: str, lora: bool, device: str = "cpu"):
     from gr2.llm.registry import load
     from gr2.llm.vocab import add_sid_tokens
 
@@ -82,39 +85,52 @@ def fresh_model(name: str, lora: bool):
         c = MidtrainConfig()
         model = get_peft_model(model, LoraConfig(r=c.lora_r, lora_alpha=c.lora_alpha, lora_dropout=c.lora_dropout,
                                                  target_modules=list(c.lora_targets), task_type="CAUSAL_LM"))
-    model.train()
+    model.to(device).train()
     return model, tok
 
 
-def matmul_flops(threads: int, size: int = 1024, repeats: int = 20) -> float:
-    """Measured fp32 matmul throughput (FLOP/s) of ``size``-square products on ``threads`` threads."""
-    a, b = torch.randn(size, size), torch.randn(size, size)
+def matmul_flops(threads: int, size: int = 1024, repeats: int = 20, device: str = "cpu") -> float:
+    """Measured matmul throughput (FLOP/s) of ``size``-square products: fp32 on ``threads`` CPU
+    threads, bf16 (the training precision there) on CUDA."""
+    dtype = torch.bfloat16 if device.startswith("cuda") else torch.float32
+    a, b = (torch.randn(size, size, device=device, dtype=dtype) for _ in range(2))
     torch.mm(a, b)  # warm-up
+    sync(device)
     start = time.perf_counter()
     for _ in range(repeats):
         torch.mm(a, b)
+    sync(device)
     return 2 * size**3 * repeats / (time.perf_counter() - start)
 
 
-def bench_trl(df, steps, bs, lr, max_len, out_dir, name, lora, compact=True, grouped=False, compiled=False):
+def sync(device: str) -> None:
+    """Wait for the device's queued work (CUDA runs asynchronously; a timer must not stop before it)."""
+    if device.startswith("cuda"):
+        torch.cuda.synchronize()
+
+
+def bench_trl(df, steps, bs, lr, max_len, out_dir, name, lora, compact=True, grouped=False, compiled=False,
+              liger=False, device="cpu"):
     from transformers import TrainerCallback
 
     from gr2.midtrain.config import MidtrainConfig
     from gr2.training.loop import compact_lm_head, sft_args
 
-    model, tok = fresh_model(name, lora)
+    model, tok = fresh_model(name, lora, device)
     times, tokens = [], []
 
     class Timer(TrainerCallback):
         def on_step_begin(self, args, state, control, **kw):
+            sync(device)
             self.t = time.perf_counter()
 
         def on_step_end(self, args, state, control, **kw):
+            sync(device)
             times.append(time.perf_counter() - self.t)
 
     cfg = MidtrainConfig(batch_size=bs, max_seq_len=max_len, save_steps=10**9, logging_steps=1, compact_lm_head=compact,
-                         group_by_length=grouped, torch_compile=compiled)
-    args = sft_args(cfg, out_dir, steps, lr, 0.0, 0.0, "cpu")
+                         group_by_length=grouped, torch_compile=compiled, liger_kernels=liger)
+    args = sft_args(cfg, out_dir, steps, lr, 0.0, 0.0, device)
     if not grouped:
         args.train_sampling_strategy = "sequential"  # the same batches, in the same order, as the bare loop
     # count non-padding tokens per batch from the collator's output (same count as the bare loop)
@@ -145,16 +161,21 @@ def run_phase_with_callback(model, tok, df, args, cb):
     return trainer
 
 
-def bench_bare(df, steps, bs, lr, max_len, name, lora):
+def bench_bare(df, steps, bs, lr, max_len, name, lora, device="cpu"):
+    """A hand-written loop; on CUDA in bf16 autocast, the precision the TRL paths train in there."""
+    import contextlib
+
     from gr2.midtrain.train import tokenize_example
 
-    model, tok = fresh_model(name, lora)
+    model, tok = fresh_model(name, lora, device)
+    cuda = device.startswith("cuda")
     opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=lr, weight_decay=0.0)
     rows = [tokenize_example(tok, p, c, max_len) for p, c in zip(df.prompt, df.completion)]
     pad = tok.pad_token_id
     times, tokens = [], []
     for s in range(steps):
         batch = rows[s * bs:(s + 1) * bs]
+        sync(device)
         t = time.perf_counter()
         width = max(len(x) for x, _ in batch)
         ids = torch.full((len(batch), width), pad, dtype=torch.long)
@@ -164,11 +185,13 @@ def bench_bare(df, steps, bs, lr, max_len, name, lora):
             ids[j, :len(x)] = torch.tensor(x)
             att[j, :len(x)] = 1
             lab[j, :len(x)] = torch.tensor([xi if mi else -100 for xi, mi in zip(x, m)])
-        loss = model(input_ids=ids, attention_mask=att, labels=lab).loss
+        with torch.autocast("cuda", dtype=torch.bfloat16) if cuda else contextlib.nullcontext():
+            loss = model(input_ids=ids.to(device), attention_mask=att.to(device), labels=lab.to(device)).loss
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         opt.step()
         opt.zero_grad(set_to_none=True)
+        sync(device)
         times.append(time.perf_counter() - t)
         tokens.append(int(att.sum()))
     return times, tokens
@@ -186,25 +209,33 @@ def main() -> None:
     ap.add_argument("--model", default="smollm2-135m", help="registry name or folder")
     ap.add_argument("--lora", action="store_true", help="LoRA adapters instead of full fine-tuning")
     ap.add_argument("--paths", nargs="+", default=["bare", "trl", "trl-full-head"],
-                    choices=["bare", "trl", "trl-full-head", "trl-grouped", "trl-compiled"])
+                    choices=["bare", "trl", "trl-full-head", "trl-grouped", "trl-compiled", "trl-liger"])
+    ap.add_argument("--device", default="auto", help="auto (CUDA when present), cpu or cuda")
     args = ap.parse_args()
+    from gr2.training.setup import check_liger, resolve_device
+
+    device = resolve_device(args.device)
+    if "trl-liger" in args.paths:
+        check_liger(device)
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     df = examples(args.steps * args.batch_size, Path(args.examples), args.model)
-    flops = matmul_flops(args.threads)
+    flops = matmul_flops(args.threads, size=4096 if device.startswith("cuda") else 1024, device=device)
     params = sum(p.numel() for p in fresh_model(args.model, False)[0].parameters())
     floor = flops / (6 * params)
     res: dict = {"matmul_gflops": round(flops / 1e9, 1), "parameters": params,
                  "floor_tokens_per_s": round(floor, 1)}
     for name in args.paths:
         if name == "bare":
-            times, tokens = bench_bare(df, args.steps, args.batch_size, args.lr, args.max_seq_len, args.model, args.lora)
+            times, tokens = bench_bare(df, args.steps, args.batch_size, args.lr, args.max_seq_len, args.model, args.lora,
+                                       device)
         else:
             # grouping needs a pool of examples to group (transformers: mega-batches of up to 50 batches)
             pool = examples(args.steps * args.batch_size * 8, Path(args.examples), args.model) if name == "trl-grouped" else df
             times, tokens = bench_trl(pool, args.steps, args.batch_size, args.lr, args.max_seq_len,
                                       Path(args.out) / name, args.model, args.lora, compact=name != "trl-full-head",
-                                      grouped=name == "trl-grouped", compiled=name == "trl-compiled")
+                                      grouped=name == "trl-grouped", compiled=name == "trl-compiled",
+                                      liger=name == "trl-liger", device=device)
         t, n = sum(times[1:]), sum(tokens[1:len(times)])
         res[name] = {"timed_steps": len(times) - 1, "seconds": round(t, 2), "tokens": n,
                      "tokens_per_s": round(n / t, 1), "s_per_step": round(t / max(1, len(times) - 1), 2),
@@ -212,7 +243,7 @@ def main() -> None:
         print(name, res[name], flush=True)
     if "bare" in res and "trl" in res:
         res["bare_over_trl_tokens_per_s"] = round(res["bare"]["tokens_per_s"] / res["trl"]["tokens_per_s"], 3)
-    res.update(model=args.model, lora=args.lora, batch_size=args.batch_size, threads=args.threads, torch=torch.__version__,
+    res.update(device=device, model=args.model, lora=args.lora, batch_size=args.batch_size, threads=args.threads, torch=torch.__version__,
                examples=args.examples if Path(args.examples).exists() else "synthetic")
     print(json.dumps(res, indent=1))
 
