@@ -229,3 +229,19 @@ def test_deepspeed_zero_trains_like_one_process(runs, tmp_path, zero):
     for stage in TRAINING if zero == 2 else TRAINING[1:]:
         gr2(stage, "--run-dir", str(run), processes=2, config=config)
     same_training(run, one, TRAINING)
+
+
+def test_a_group_split_over_the_processes_trains_like_one_process(runs, tmp_path):
+    """One prompt a step with G = 4 over 2 processes: each process generates half of the group. TRL
+    gathers the rewards before it computes the group's advantages, dynamic sampling decides on the
+    gathered rewards, and seeded rollouts key each row by its global index, so the split group trains
+    as in one process."""
+    one, _ = runs
+    split = ["--set", "rl.batch_size=1", "--set", "rl.num_generations=4"]
+    results = []
+    for processes in (1, 2):
+        run = tmp_path / str(processes)
+        shutil.copytree(one, run, symlinks=True)
+        gr2("rl", "--run-dir", str(run), "--force", *split, processes=processes)
+        results.append(run)
+    same_training(results[1], results[0], ["rl"])
