@@ -22,6 +22,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+import numpy as np
 import torch
 from transformers import LogitsProcessor
 from transformers.generation.logits_process import (
@@ -41,8 +42,6 @@ _UNSUPPORTED = ("typical_p", "epsilon_cutoff", "eta_cutoff", "top_h")
 def key_seed(key: Sequence[int]) -> int:
     """A 63-bit seed for a torch generator from a tuple of non-negative integers (e.g. ``(seed,
     step, micro-step, round)``), the same in every process."""
-    import numpy as np
-
     return int(np.random.SeedSequence([int(k) for k in key]).generate_state(2, np.uint32).astype(np.uint64)
                .dot([1 << 31, 1]))
 

@@ -59,7 +59,8 @@ def trainer_defaults(cfg: Any, device: str) -> dict[str, Any]:
     """The training arguments every TRL stage shares: CPU-safe precision and checkpointing (TRL 1.16
     defaults ``bf16`` and activation checkpointing to True, 16× slower on these CPUs — resources.md),
     checkpoints, logging, seeds and a progress bar. ``cfg`` has ``save_steps``, ``save_total_limit``,
-    ``logging_steps`` and ``seed``."""
+    ``logging_steps``, ``seed``, ``torch_compile`` and ``liger_kernels`` (a
+    :class:`~gr2.training.config.TrainingFields`)."""
     cuda = device.startswith("cuda")
     return {
         "bf16": bool(cuda and torch.cuda.is_bf16_supported()),
@@ -75,8 +76,8 @@ def trainer_defaults(cfg: Any, device: str) -> dict[str, Any]:
         "data_seed": cfg.seed,
         "dataloader_num_workers": 0,
         "disable_tqdm": False,  # a progress bar on long work
-        "torch_compile": bool(getattr(cfg, "torch_compile", False)),
-        "use_liger_kernel": bool(getattr(cfg, "liger_kernels", False)),
+        "torch_compile": cfg.torch_compile,
+        "use_liger_kernel": cfg.liger_kernels,
     }
 
 

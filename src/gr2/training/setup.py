@@ -33,7 +33,7 @@ def start_training(cfg: Any, model: Any = None) -> str:
     if cfg.num_threads:
         torch.set_num_threads(cfg.num_threads)
     device = resolve_device(cfg.device)
-    if getattr(cfg, "liger_kernels", False):
+    if cfg.liger_kernels:
         check_liger(device)
     if model is not None:
         model.to(device)
